@@ -1,0 +1,109 @@
+"""MAC and IPv4 helpers shared by the decoder, tracker, config and outputs.
+
+Addresses travel through the core as raw values (6-byte `bytes` for MACs, `int` for IPv4)
+because they are hashed millions of times; they become text only when an event is printed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import struct
+from enum import StrEnum
+
+ZERO_MAC = b"\x00" * 6
+BROADCAST_MAC = b"\xff" * 6
+
+_PACK_IP = struct.Struct("!I")
+
+
+class VirtualRouter(StrEnum):
+    """First-hop redundancy protocols whose virtual MAC follows the address on failover."""
+
+    VRRP = "vrrp"
+    HSRP = "hsrp"
+    GLBP = "glbp"
+
+
+def mac_text(mac: bytes) -> str:
+    return mac.hex(":")
+
+
+def parse_mac(text: str) -> bytes:
+    """Accepts 00:11:22:33:44:55, 00-11-22-33-44-55, 0011.2233.4455 and arpwatch's 0:1:2:3:4:5.
+
+    Raises:
+        ValueError: the text is not a MAC address.
+    """
+    cleaned = text.strip().lower()
+    for sep in (":", "-"):
+        parts = cleaned.split(sep)
+        if len(parts) == 6:
+            if not all(1 <= len(p) <= 2 for p in parts):
+                break
+            try:
+                return bytes(int(p, 16) for p in parts)
+            except ValueError:
+                break
+    dotted = cleaned.split(".")
+    if len(dotted) == 3 and all(len(p) == 4 for p in dotted):
+        try:
+            return bytes.fromhex("".join(dotted))
+        except ValueError:
+            pass
+    if len(cleaned) == 12:
+        try:
+            return bytes.fromhex(cleaned)
+        except ValueError:
+            pass
+    raise ValueError(f"not a MAC address: {text!r}")
+
+
+def ip_text(ip: int) -> str:
+    return socket.inet_ntoa(_PACK_IP.pack(ip))
+
+
+def parse_ip(text: str) -> int:
+    """Raises ValueError for anything that is not a dotted IPv4 address."""
+    return int(ipaddress.IPv4Address(text.strip()))
+
+
+def is_multicast_mac(mac: bytes) -> bool:
+    return bool(mac[0] & 1)
+
+
+def virtual_router(mac: bytes) -> VirtualRouter | None:
+    """VRRP 00:00:5e:00:01:xx, HSRP 00:00:0c:07:ac:xx and 00:00:0c:9f:fx:xx (v2),
+    GLBP 00:07:b4:00:xx:xx."""
+    if mac[:5] == b"\x00\x00\x5e\x00\x01":
+        return VirtualRouter.VRRP
+    hsrp_v2 = mac[:4] == b"\x00\x00\x0c\x9f" and mac[4] >> 4 == 0xF
+    if mac[:5] == b"\x00\x00\x0c\x07\xac" or hsrp_v2:
+        return VirtualRouter.HSRP
+    if mac[:4] == b"\x00\x07\xb4\x00":
+        return VirtualRouter.GLBP
+    return None
+
+
+def sender_ip_problem(ip: int) -> str | None:
+    """Why `ip` can never be a station's own address, or None. 0.0.0.0 (probe) is handled apart."""
+    if ip == 0xFFFFFFFF:
+        return "sender_ip_broadcast"
+    top = ip >> 24
+    if 224 <= top <= 239:
+        return "sender_ip_multicast"
+    if top == 127:
+        return "sender_ip_loopback"
+    if top == 0:
+        return "sender_ip_this_network"
+    return None
+
+
+def sender_mac_problem(mac: bytes) -> str | None:
+    if mac == ZERO_MAC:
+        return "sender_mac_zero"
+    if mac == BROADCAST_MAC:
+        return "sender_mac_broadcast"
+    if mac[0] & 1:
+        return "sender_mac_multicast"
+    return None

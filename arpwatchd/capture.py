@@ -1,0 +1,197 @@
+"""libpcap through pcapy-ng: live handles and capture files; the only module that imports pcapy.
+
+Reads are batched (`next_batch`: one C call for many frames), filtered in the kernel or in
+libpcap by BPF before Python sees a byte, and non-blocking on live handles so the caller's
+`select()` timeout doubles as the tracker's clock tick (DESIGN.md section 8). Every libpcap
+failure becomes a `CaptureError` with a one-line message naming the interface or file.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pcapy
+
+ARP_FILTER = "arp or (vlan and arp) or (vlan and vlan and arp)"
+ARP_FILTER_NO_VLAN = "arp"  # Linux cooked captures: libpcap has no VLAN keyword there
+META = struct.Struct("=IIII")
+_IFF_UP = 0x1
+_IFF_LOOPBACK = 0x8
+
+
+class CaptureError(Exception):
+    """The capture cannot start or go on; the message is one line naming what failed."""
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureStats:
+    received: int
+    dropped: int
+    interface_dropped: int
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Frames read in one call: `data` holds them all, `meta` 16-byte (sec, usec, off, len)."""
+
+    data: bytes
+    meta: bytes
+
+    def __len__(self) -> int:
+        return len(self.meta) // META.size
+
+    def frames(self) -> Iterator[tuple[float, bytes]]:
+        data = self.data
+        for sec, usec, offset, length in META.iter_unpack(self.meta):
+            yield sec + usec * 1e-6, data[offset : offset + length]
+
+
+def _message(exc: Exception) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    if "ermission" in text or "not permitted" in text:
+        text += " (capturing needs root or CAP_NET_RAW and CAP_NET_ADMIN)"
+    return text
+
+
+def _set_filter(reader: Any, name: str) -> None:
+    try:
+        reader.setfilter(ARP_FILTER)
+    except pcapy.PcapError:
+        try:
+            reader.setfilter(ARP_FILTER_NO_VLAN)
+        except pcapy.PcapError as exc:
+            raise CaptureError(f"{name}: cannot set the ARP filter: {_message(exc)}") from None
+
+
+class LiveCapture:
+    """A non-blocking live handle on one interface."""
+
+    def __init__(
+        self,
+        interface: str,
+        snaplen: int = 256,
+        buffer_mib: int = 32,
+        promiscuous: bool = True,
+        timeout_ms: int = 100,
+    ) -> None:
+        self.name = interface
+        try:
+            reader = pcapy.create(interface)
+            reader.set_snaplen(snaplen)
+            reader.set_promisc(1 if promiscuous else 0)
+            reader.set_timeout(timeout_ms)
+            reader.set_buffer_size(buffer_mib << 20)
+            reader.activate()
+            _set_filter(reader, interface)
+            reader.setnonblock(1)
+        except pcapy.PcapError as exc:
+            raise CaptureError(f"{interface}: cannot capture: {_message(exc)}") from None
+        self._reader = reader
+        self.linktype: int = reader.datalink()
+
+    def fileno(self) -> int:
+        return int(self._reader.getfd())
+
+    def read_batch(self, max_frames: int) -> Batch:
+        """Frames waiting now (possibly none); never blocks."""
+        try:
+            data, meta = self._reader.next_batch(max_frames)
+        except pcapy.PcapError as exc:
+            raise CaptureError(f"{self.name}: capture failed: {_message(exc)}") from None
+        return Batch(data, meta)
+
+    def stats(self) -> CaptureStats:
+        try:
+            received, dropped, if_dropped = self._reader.stats()
+        except pcapy.PcapError:
+            return CaptureStats(0, 0, 0)
+        return CaptureStats(received, dropped, if_dropped)
+
+    def send(self, frame: bytes) -> None:
+        try:
+            self._reader.sendpacket(frame)
+        except pcapy.PcapError as exc:
+            raise CaptureError(f"{self.name}: cannot send: {_message(exc)}") from None
+
+    def close(self) -> None:
+        self._reader.close()
+
+
+class FileCapture:
+    """A pcap or pcapng file, read in batches; a truncated or corrupt tail keeps what came before.
+
+    After `read_batch` returns an empty batch, `error` says why the file ended early (or is
+    None at a clean end of file); `frames_read` counts the frames handed out.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.name = path
+        self._reader = self._open(path)
+        self.linktype: int = self._reader.datalink()
+        self.frames_read = 0
+        self.error: str | None = None
+        self._per_frame = False
+
+    @staticmethod
+    def _open(path: str) -> Any:
+        try:
+            reader = pcapy.open_offline(path)
+        except pcapy.PcapError as exc:
+            raise CaptureError(f"{path}: cannot read capture: {_message(exc)}") from None
+        _set_filter(reader, path)
+        return reader
+
+    def read_batch(self, max_frames: int) -> Batch:
+        if self.error is not None:
+            return Batch(b"", b"")
+        if self._per_frame:
+            return self._read_one()
+        try:
+            data, meta = self._reader.next_batch(max_frames)
+        except pcapy.PcapError:
+            # next_batch loses the frames of a batch that hits a damaged record: reopen and
+            # re-read from the last good frame one at a time to keep every readable frame.
+            self._reader = self._open(self.name)
+            for _ in range(self.frames_read):
+                self._reader.next()
+            self._per_frame = True
+            return self._read_one()
+        batch = Batch(data, meta)
+        self.frames_read += len(batch)
+        return batch
+
+    def _read_one(self) -> Batch:
+        try:
+            header, data = self._reader.next()
+        except pcapy.PcapError as exc:
+            self.error = f"{self.name}: damaged after frame {self.frames_read}: {_message(exc)}"
+            return Batch(b"", b"")
+        if header is None:
+            return Batch(b"", b"")
+        sec, usec = header.getts()
+        self.frames_read += 1
+        return Batch(data, META.pack(sec, usec, 0, len(data)))
+
+    def close(self) -> None:
+        self._reader.close()
+
+
+def default_interface() -> str | None:
+    """The first interface that is up and not loopback (Linux sysfs), as `run` without -i uses."""
+    root = Path("/sys/class/net")
+    try:
+        names = sorted(p.name for p in root.iterdir())
+    except OSError:
+        return None
+    for name in names:
+        try:
+            flags = int((root / name / "flags").read_text(), 16)
+        except (OSError, ValueError):
+            continue
+        if flags & _IFF_UP and not flags & _IFF_LOOPBACK:
+            return name
+    return None

@@ -1,0 +1,175 @@
+"""Command line: argparse, logging, exit codes. The only place that calls sys.exit.
+
+Exit codes: 0 success (and a clean stop on SIGTERM/SIGINT); 1 the sensor could not do its
+work (capture, state store or output failed, a capture file was damaged); 2 bad usage or a
+bad config file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+
+from arpwatchd import __version__
+from arpwatchd.capture import CaptureError, default_interface
+from arpwatchd.config import Config, ConfigError, load_config
+from arpwatchd.daemon import Flags, LiveLoop, install_signals, replay
+from arpwatchd.output import EventWriter, OutputError
+from arpwatchd.sensor import Sensor
+from arpwatchd.stats import SensorStats
+from arpwatchd.store import Store, StoreError
+
+log = logging.getLogger("arpwatchd")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", metavar="FILE", help="YAML config file")
+    parser.add_argument("--events", metavar="PATH",
+                        help="write JSON lines events here instead of standard output")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more log lines on standard error (-vv for debug)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="log only errors on standard error")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="arpwatchd",
+        description="ARP conflict-detection sensor: tells failover from conflict, per VLAN.",
+        epilog="Exit codes: 0 ok, 1 capture/store/output failure or damaged file, 2 bad usage "
+               "or config.",
+    )
+    parser.add_argument("--version", action="version", version=f"arpwatchd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="capture live on one or more interfaces",
+                         description="Capture ARP live (kernel BPF filter, batched reads) and "
+                                     "report events until SIGTERM or SIGINT.")
+    run.add_argument("-i", "--interface", action="append", metavar="IFACE",
+                     help="interface to capture on (repeatable; default: the config's "
+                          "capture.interfaces, else the first interface that is up)")
+    run.add_argument("--state", metavar="PATH", help="SQLite state file (default: config "
+                     "state.path, else $XDG_STATE_HOME/arpwatchd/state.sqlite or "
+                     "./state/arpwatchd.sqlite)")
+    _common(run)
+
+    rep = sub.add_parser("replay", help="run the same core over pcap/pcapng files",
+                         description="Replay capture files through the sensor; time is the "
+                                     "packets' time. Holds and conflicts still open at the end "
+                                     "run to their end as if the network went quiet.")
+    rep.add_argument("files", nargs="+", metavar="FILE", help="pcap or pcapng files, in order")
+    rep.add_argument("-i", "--interface", default="replay", metavar="NAME",
+                     help="interface name to report in events (default: replay)")
+    rep.add_argument("--state", metavar="PATH",
+                     help="SQLite state file to load and update (default: none, in memory)")
+    _common(rep)
+
+    check = sub.add_parser("check-config", help="validate a config file and print it",
+                           description="Validate a config file and print the effective "
+                                       "settings as JSON.")
+    check.add_argument("file", metavar="FILE")
+    return parser
+
+
+def _setup_logging(verbose: int, quiet: bool, default: int) -> None:
+    level = logging.ERROR if quiet else max(logging.DEBUG, default - 10 * verbose)
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s arpwatchd %(levelname)s %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "check-config":
+            config = load_config(args.file)
+            print(json.dumps(config.summary(), indent=2))
+            return EXIT_OK
+        if args.command == "run":
+            _setup_logging(args.verbose, args.quiet, logging.INFO)
+            return _run(args)
+        _setup_logging(args.verbose, args.quiet, logging.WARNING)
+        return _replay(args)
+    except ConfigError as exc:
+        print(f"arpwatchd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (CaptureError, StoreError, OutputError) as exc:
+        print(f"arpwatchd: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _configured(args: argparse.Namespace) -> Config:
+    config = load_config(args.config)
+    if args.events:
+        config = replace(config, output=replace(config.output, events=args.events))
+    return config
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = _configured(args)
+    interfaces = args.interface or list(config.capture.interfaces)
+    if not interfaces:
+        found = default_interface()
+        if found is None:
+            print("arpwatchd: no interface is up; name one with -i", file=sys.stderr)
+            return EXIT_USAGE
+        interfaces = [found]
+    state_path = args.state or config.state_path
+    store = Store(state_path)
+    writer = EventWriter(config.output.events)
+    stats = SensorStats()
+    sensor = Sensor(config, writer, store, stats)
+    flags = Flags()
+    install_signals(flags)
+    loop = LiveLoop(sensor, interfaces, flags, reload=lambda: _reload(args))
+    restored = sensor.restore()
+    loop.open_all()
+    log.info("capturing on %s; %d bindings restored from %s", ", ".join(interfaces), restored,
+             state_path)
+    try:
+        loop.run()
+    finally:
+        store.close()
+        writer.close()
+    log.info("stopped (%s); state saved to %s", flags.signal_name or "end", state_path)
+    return EXIT_OK
+
+
+def _reload(args: argparse.Namespace) -> Config | None:
+    try:
+        config = _configured(args)
+    except ConfigError as exc:
+        log.error("reload rejected, keeping the running config: %s", exc)
+        return None
+    log.warning("config reloaded from %s", config.source)
+    return config
+
+
+def _replay(args: argparse.Namespace) -> int:
+    config = _configured(args)
+    store = Store(args.state) if args.state else None
+    writer = EventWriter(config.output.events)
+    sensor = Sensor(config, writer, store)
+    sensor.restore()
+    try:
+        errors = replay(sensor, args.files, args.interface)
+    finally:
+        if store is not None:
+            store.close()
+        writer.close()
+    for error in errors:
+        print(f"arpwatchd: {error}", file=sys.stderr)
+    return EXIT_FAILURE if errors else EXIT_OK

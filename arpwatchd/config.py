@@ -1,0 +1,379 @@
+"""YAML config to frozen settings, validated once; the only module that imports yaml.
+
+Every error names the key path and the line (`failover_groups[0].macs[1] (line 12): not a MAC
+address: '00:11'`), unknown keys are rejected so a typo never silently disables a rule, and
+durations accept plain seconds or 30s / 5m / 2h / 180d.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from arpwatchd.addresses import parse_ip, parse_mac
+from arpwatchd.policy import (
+    ANY_VLAN,
+    DomainMatch,
+    FailoverGroup,
+    NetworkRule,
+    Protected,
+    TrackerPolicy,
+)
+
+T = TypeVar("T")
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; the message is one line naming the key and line."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutputConfig:
+    events: str = "-"
+    """Where JSON lines go: a path, or "-" for standard output."""
+    events_per_window: int = 200
+    event_window: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureConfig:
+    interfaces: tuple[str, ...] = ()
+    buffer_mib: int = 32
+    snaplen: int = 256
+    batch: int = 512
+    promiscuous: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    address: str = "127.0.0.1"
+    port: int = 9747
+    max_conflict_series: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    policy: TrackerPolicy = field(default_factory=TrackerPolicy)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    state_path: str = ""
+    source: str = "(defaults)"
+
+    def summary(self) -> dict[str, Any]:
+        """The effective settings, for `check-config`."""
+        p = self.policy
+        return {
+            "source": self.source,
+            "state_path": self.state_path,
+            "hold": p.hold,
+            "inactive_after": p.inactive_after,
+            "solicit_window": p.solicit_window,
+            "answer_window": p.answer_window,
+            "repeat_after": p.repeat_after,
+            "flood": {"frames": p.flood_frames, "window": p.flood_window},
+            "scan": {"targets": p.scan_targets, "window": p.scan_window},
+            "limits": {"max_bindings": p.max_bindings, "max_senders": p.max_macs,
+                       "max_pending": p.max_pending},
+            "networks": len(p.networks),
+            "failover_groups": [g.name for g in p.failover_groups],
+            "protected": len(p.protected),
+            "output": {"events": self.output.events,
+                       "events_per_window": self.output.events_per_window,
+                       "event_window": self.output.event_window},
+            "capture": {"interfaces": list(self.capture.interfaces),
+                        "buffer_mib": self.capture.buffer_mib,
+                        "snaplen": self.capture.snaplen, "batch": self.capture.batch,
+                        "promiscuous": self.capture.promiscuous},
+            "metrics": {"address": self.metrics.address, "port": self.metrics.port},
+        }
+
+
+def default_state_path() -> str:
+    base = os.environ.get("XDG_STATE_HOME")
+    if base:
+        return str(Path(base) / "arpwatchd" / "state.sqlite")
+    return str(Path.cwd() / "state" / "arpwatchd.sqlite")
+
+
+def load_config(path: str | None) -> Config:
+    """Reads and validates a config file; None gives the defaults.
+
+    Raises:
+        ConfigError: the file is missing, unreadable, not YAML, or has a bad key or value.
+    """
+    if path is None:
+        return Config(state_path=default_state_path())
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    return parse_config(text, source=path)
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{source}{where}: not valid YAML: {problem}") from None
+    if root is None:
+        return Config(state_path=default_state_path(), source=source)
+    return _Reader(source).config(_Node(root, ""))
+
+
+class _Node:
+    """A YAML node with its key path, so every error can say where it is."""
+
+    def __init__(self, node: yaml.Node, path: str) -> None:
+        self.node = node
+        self.path = path or "(top)"
+
+    @property
+    def line(self) -> int:
+        return int(self.node.start_mark.line) + 1
+
+    def fail(self, message: str) -> ConfigError:
+        return ConfigError(f"{self.path} (line {self.line}): {message}")
+
+    def mapping(self, allowed: set[str]) -> dict[str, _Node]:
+        if not isinstance(self.node, yaml.MappingNode):
+            raise self.fail("expected a mapping of keys")
+        out: dict[str, _Node] = {}
+        for key_node, value_node in self.node.value:
+            key = key_node.value
+            child = _Node(value_node, f"{self.path}.{key}" if self.path != "(top)" else key)
+            if key not in allowed:
+                known = ", ".join(sorted(allowed))
+                raise child.fail(f"unknown key {key!r} (known: {known})")
+            if key in out:
+                raise child.fail(f"duplicate key {key!r}")
+            out[key] = child
+        return out
+
+    def sequence(self) -> list[_Node]:
+        if isinstance(self.node, yaml.ScalarNode) and self.node.value in ("", "~", "null"):
+            return []
+        if not isinstance(self.node, yaml.SequenceNode):
+            raise self.fail("expected a list")
+        return [_Node(n, f"{self.path}[{i}]") for i, n in enumerate(self.node.value)]
+
+    def scalar(self) -> str:
+        if not isinstance(self.node, yaml.ScalarNode):
+            raise self.fail("expected a single value")
+        return str(self.node.value)
+
+    def convert(self, fn: Callable[[str], T]) -> T:
+        try:
+            return fn(self.scalar())
+        except ValueError as exc:
+            raise self.fail(str(exc)) from None
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (use seconds or 30s, 5m, 2h, 180d)")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise ValueError(f"must be at least 1, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text) if text.isdigit() else -1
+    if not 0 <= value <= 65535:
+        raise ValueError(f"not a TCP port (0 disables metrics): {text!r}")
+    return value
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "yes", "on"):
+        return True
+    if lowered in ("false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _vlan(text: str) -> int:
+    if text.lower() in ("untagged", "none", "0"):
+        return 0
+    value = int(text) if text.isdigit() else -1
+    if not 1 <= value <= 4094:
+        raise ValueError(f"not a VLAN id (1-4094, or 'untagged'): {text!r}")
+    return value
+
+
+def _prefix(text: str) -> tuple[int, int]:
+    try:
+        net = ipaddress.IPv4Network(text.strip(), strict=False)
+    except ValueError:
+        raise ValueError(f"not an IPv4 network: {text!r}") from None
+    return int(net.network_address), int(net.netmask)
+
+
+def _ip(text: str) -> int:
+    try:
+        return parse_ip(text)
+    except ValueError:
+        raise ValueError(f"not an IPv4 address: {text!r}") from None
+
+
+def _mac(text: str) -> bytes:
+    mac = parse_mac(text)
+    if mac[0] & 1 or mac == b"\x00" * 6:
+        raise ValueError(f"not a unicast MAC address: {text!r}")
+    return mac
+
+
+class _Reader:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def config(self, root: _Node) -> Config:
+        top = root.mapping({
+            "hold", "inactive_after", "solicit_window", "answer_window", "repeat_after",
+            "flood", "scan", "limits", "networks", "failover_groups", "protected",
+            "output", "capture", "metrics", "state",
+        })
+        policy: dict[str, Any] = {}
+        for key in ("hold", "inactive_after", "solicit_window", "answer_window", "repeat_after"):
+            if key in top:
+                policy[key] = top[key].convert(parse_duration)
+        if "flood" in top:
+            flood = top["flood"].mapping({"frames", "window"})
+            if "frames" in flood:
+                policy["flood_frames"] = flood["frames"].convert(_positive_int)
+            if "window" in flood:
+                policy["flood_window"] = flood["window"].convert(parse_duration)
+        if "scan" in top:
+            scan = top["scan"].mapping({"targets", "window"})
+            if "targets" in scan:
+                policy["scan_targets"] = scan["targets"].convert(_positive_int)
+            if "window" in scan:
+                policy["scan_window"] = scan["window"].convert(parse_duration)
+        if "limits" in top:
+            limits = top["limits"].mapping({"max_bindings", "max_senders", "max_pending"})
+            names = {"max_bindings": "max_bindings", "max_senders": "max_macs",
+                     "max_pending": "max_pending"}
+            for key, attr in names.items():
+                if key in limits:
+                    policy[attr] = limits[key].convert(_positive_int)
+        if "networks" in top:
+            policy["networks"] = tuple(self.network(n) for n in top["networks"].sequence())
+        if "failover_groups" in top:
+            policy["failover_groups"] = tuple(
+                self.group(n, i) for i, n in enumerate(top["failover_groups"].sequence())
+            )
+        if "protected" in top:
+            policy["protected"] = tuple(self.protected(n) for n in top["protected"].sequence())
+        state_path = default_state_path()
+        if "state" in top:
+            state = top["state"].mapping({"path"})
+            if "path" in state:
+                state_path = state["path"].scalar()
+        return Config(
+            policy=TrackerPolicy(**policy),
+            output=self.output(top["output"]) if "output" in top else OutputConfig(),
+            capture=self.capture(top["capture"]) if "capture" in top else CaptureConfig(),
+            metrics=self.metrics(top["metrics"]) if "metrics" in top else MetricsConfig(),
+            state_path=state_path,
+            source=self.source,
+        )
+
+    def where(self, fields: dict[str, _Node]) -> DomainMatch:
+        interface = fields["interface"].scalar() if "interface" in fields else None
+        vlan = fields["vlan"].convert(_vlan) if "vlan" in fields else ANY_VLAN
+        return DomainMatch(interface, vlan)
+
+    def network(self, node: _Node) -> NetworkRule:
+        fields = node.mapping({"interface", "vlan", "prefixes"})
+        if "prefixes" not in fields:
+            raise node.fail("a network needs 'prefixes'")
+        prefixes = tuple(p.convert(_prefix) for p in fields["prefixes"].sequence())
+        return NetworkRule(self.where(fields), prefixes)
+
+    def group(self, node: _Node, index: int) -> FailoverGroup:
+        fields = node.mapping({"name", "interface", "vlan", "ips", "macs"})
+        for required in ("ips", "macs"):
+            if required not in fields:
+                raise node.fail(f"a failover group needs '{required}'")
+        macs = frozenset(m.convert(_mac) for m in fields["macs"].sequence())
+        if len(macs) < 2:
+            raise fields["macs"].fail("a failover group needs at least two MACs")
+        return FailoverGroup(
+            name=fields["name"].scalar() if "name" in fields else f"group{index}",
+            ips=frozenset(i.convert(_ip) for i in fields["ips"].sequence()),
+            macs=macs,
+            where=self.where(fields),
+        )
+
+    def protected(self, node: _Node) -> Protected:
+        fields = node.mapping({"ip", "mac", "interface", "vlan", "group"})
+        for required in ("ip", "mac"):
+            if required not in fields:
+                raise node.fail(f"a protected address needs '{required}'")
+        group = frozenset(m.convert(_mac) for m in fields["group"].sequence()) \
+            if "group" in fields else frozenset()
+        return Protected(
+            ip=fields["ip"].convert(_ip),
+            mac=fields["mac"].convert(_mac),
+            where=self.where(fields),
+            group=group,
+        )
+
+    def output(self, node: _Node) -> OutputConfig:
+        fields = node.mapping({"events", "events_per_window", "event_window"})
+        return OutputConfig(
+            events=fields["events"].scalar() if "events" in fields else "-",
+            events_per_window=fields["events_per_window"].convert(int)
+            if "events_per_window" in fields else 200,
+            event_window=fields["event_window"].convert(parse_duration)
+            if "event_window" in fields else 10.0,
+        )
+
+    def capture(self, node: _Node) -> CaptureConfig:
+        fields = node.mapping({"interfaces", "buffer_mib", "snaplen", "batch", "promiscuous"})
+        defaults = CaptureConfig()
+        return CaptureConfig(
+            interfaces=tuple(i.scalar() for i in fields["interfaces"].sequence())
+            if "interfaces" in fields else (),
+            buffer_mib=fields["buffer_mib"].convert(_positive_int)
+            if "buffer_mib" in fields else defaults.buffer_mib,
+            snaplen=fields["snaplen"].convert(_positive_int)
+            if "snaplen" in fields else defaults.snaplen,
+            batch=fields["batch"].convert(_positive_int) if "batch" in fields else defaults.batch,
+            promiscuous=fields["promiscuous"].convert(_bool)
+            if "promiscuous" in fields else defaults.promiscuous,
+        )
+
+    def metrics(self, node: _Node) -> MetricsConfig:
+        fields = node.mapping({"address", "port", "max_conflict_series"})
+        defaults = MetricsConfig()
+        return MetricsConfig(
+            address=fields["address"].scalar() if "address" in fields else defaults.address,
+            port=fields["port"].convert(_port) if "port" in fields else defaults.port,
+            max_conflict_series=fields["max_conflict_series"].convert(_positive_int)
+            if "max_conflict_series" in fields else defaults.max_conflict_series,
+        )

@@ -1,0 +1,207 @@
+"""The loops: live capture (select, clock ticks, signals, reopening lost interfaces) and replay.
+
+The only module that reads the wall clock. Signal handlers only set a flag; the select()
+timeout (at most `TICK` seconds) bounds how long a SIGTERM waits and ends holds on a quiet
+network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import select
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+
+from arpwatchd.capture import CaptureError, FileCapture, LiveCapture
+from arpwatchd.config import Config
+from arpwatchd.decode import Decoder
+from arpwatchd.sensor import Sensor
+
+log = logging.getLogger("arpwatchd")
+
+TICK = 0.5
+STATS_EVERY = 2.0
+MAX_BATCHES_PER_WAKE = 64
+BACKOFF_FIRST = 1.0
+BACKOFF_MAX = 30.0
+
+
+@dataclass
+class Flags:
+    stop: bool = False
+    reload: bool = False
+    signal_name: str = ""
+
+
+def install_signals(flags: Flags) -> None:
+    def on_stop(signum: int, _frame: FrameType | None) -> None:
+        flags.stop = True
+        flags.signal_name = signal.Signals(signum).name
+
+    def on_hup(_signum: int, _frame: FrameType | None) -> None:
+        flags.reload = True
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_hup)
+
+
+@dataclass
+class _Handle:
+    interface: str
+    capture: LiveCapture | None = None
+    decoder: Decoder | None = None
+    retry_at: float = 0.0
+    backoff: float = BACKOFF_FIRST
+    base_stats: tuple[int, int, int] = (0, 0, 0)
+    last_stats: tuple[int, int, int] = (0, 0, 0)
+    reported_drops: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class LiveLoop:
+    def __init__(
+        self,
+        sensor: Sensor,
+        interfaces: list[str],
+        flags: Flags,
+        reload: Callable[[], Config | None] | None = None,
+    ) -> None:
+        self.sensor = sensor
+        self.flags = flags
+        self.reload = reload
+        self.handles = [_Handle(name) for name in interfaces]
+
+    def open_all(self) -> None:
+        """Opens every interface now; a failure here is fatal (bad name, no permission).
+
+        Raises:
+            CaptureError: naming the interface.
+        """
+        for handle in self.handles:
+            self._open(handle)
+
+    def _open(self, handle: _Handle) -> None:
+        cap = self.sensor.config.capture
+        handle.capture = LiveCapture(handle.interface, cap.snaplen, cap.buffer_mib,
+                                     cap.promiscuous)
+        handle.decoder = self.sensor.decoder(handle.interface, handle.capture.linktype)
+        handle.base_stats = handle.last_stats
+        handle.backoff = BACKOFF_FIRST
+        self.sensor.stats.capture(handle.interface).up = True
+
+    def run(self) -> None:
+        sensor = self.sensor
+        batch_size = sensor.config.capture.batch
+        next_stats = 0.0
+        while not self.flags.stop:
+            if self.flags.reload:
+                self.flags.reload = False
+                self._reload()
+            now = time.time()
+            live = [h for h in self.handles if h.capture is not None]
+            deadline = sensor.tracker.next_deadline()
+            timeout = TICK if deadline is None else max(0.0, min(TICK, deadline - now))
+            try:
+                ready, _, _ = select.select([h.capture for h in live], [], [], timeout)
+            except InterruptedError:
+                continue
+            for handle in live:
+                if handle.capture in ready:
+                    self._drain(handle, batch_size)
+            now = time.time()
+            sensor.tick(now)
+            if now >= next_stats:
+                self._refresh_stats(now)
+                next_stats = now + STATS_EVERY
+        self._refresh_stats(time.time())
+        sensor.flush()
+        for handle in self.handles:
+            if handle.capture is not None:
+                handle.capture.close()
+
+    def _drain(self, handle: _Handle, batch_size: int) -> None:
+        assert handle.capture is not None and handle.decoder is not None
+        for _ in range(MAX_BATCHES_PER_WAKE):
+            try:
+                batch = handle.capture.read_batch(batch_size)
+            except CaptureError as exc:
+                self._lost(handle, str(exc))
+                return
+            if not batch:
+                return
+            self.sensor.feed(handle.decoder, batch)
+
+    def _lost(self, handle: _Handle, reason: str) -> None:
+        log.error("%s; will retry with backoff", reason)
+        if handle.capture is not None:
+            with contextlib.suppress(Exception):  # the handle is already broken
+                handle.capture.close()
+        handle.capture = None
+        handle.retry_at = time.time() + handle.backoff
+        state = self.sensor.stats.capture(handle.interface)
+        state.up = False
+
+    def _refresh_stats(self, now: float) -> None:
+        for handle in self.handles:
+            if handle.capture is None:
+                if now >= handle.retry_at:
+                    self._retry(handle, now)
+                continue
+            stats = handle.capture.stats()
+            current = (stats.received, stats.dropped, stats.interface_dropped)
+            handle.last_stats = tuple(  # type: ignore[assignment]
+                base + cur for base, cur in zip(handle.base_stats, current, strict=True)
+            )
+            state = self.sensor.stats.capture(handle.interface)
+            state.received, state.dropped, state.interface_dropped = handle.last_stats
+            drops = state.dropped + state.interface_dropped
+            if drops > handle.reported_drops:
+                log.warning("%s: libpcap dropped %d frames so far (%d by the interface)",
+                            handle.interface, drops, state.interface_dropped)
+                handle.reported_drops = drops
+
+    def _retry(self, handle: _Handle, now: float) -> None:
+        try:
+            self._open(handle)
+        except CaptureError as exc:
+            handle.backoff = min(handle.backoff * 2, BACKOFF_MAX)
+            handle.retry_at = now + handle.backoff
+            log.debug("%s", exc)
+            return
+        self.sensor.stats.capture(handle.interface).restarts += 1
+        log.warning("%s: capturing again", handle.interface)
+
+    def _reload(self) -> None:
+        if self.reload is None:
+            return
+        config = self.reload()
+        if config is not None:
+            self.sensor.reconfigure(config)
+
+
+def replay(sensor: Sensor, paths: list[str], interface: str = "replay") -> list[str]:
+    """Feeds capture files in order; returns one error line per damaged or unreadable file.
+
+    Raises:
+        CaptureError: a file cannot be opened at all (missing, not a capture).
+    """
+    errors: list[str] = []
+    batch_size = sensor.config.capture.batch
+    for path in paths:
+        source = FileCapture(path)
+        decoder = sensor.decoder(interface, source.linktype)
+        while True:
+            batch = source.read_batch(batch_size)
+            if not batch:
+                break
+            sensor.feed(decoder, batch)
+        if source.error is not None:
+            errors.append(source.error)
+        source.close()
+    sensor.finish()
+    return errors

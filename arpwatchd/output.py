@@ -1,0 +1,78 @@
+"""Where events go: JSON lines (a file or standard output) and the one-line human log.
+
+No decisions here: events arrive already decided, limited and filtered; this only prints.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TextIO
+
+from arpwatchd.events import Event, Severity
+from arpwatchd.vendors import Vendors
+
+log = logging.getLogger("arpwatchd")
+
+_LEVEL = {Severity.INFO: logging.INFO, Severity.WARNING: logging.WARNING,
+          Severity.CRITICAL: logging.CRITICAL}
+
+
+class OutputError(Exception):
+    """The events destination cannot be opened or written."""
+
+
+class EventWriter:
+    def __init__(self, destination: str, vendors: Vendors | None = None) -> None:
+        self.destination = destination
+        self.vendors = vendors or Vendors()
+        self._stream: TextIO
+        if destination == "-":
+            self._stream = sys.stdout
+            self._owned = False
+        else:
+            try:
+                self._stream = open(destination, "a", encoding="utf-8")  # noqa: SIM115
+            except OSError as exc:
+                raise OutputError(f"{destination}: cannot open events file: {exc.strerror}") \
+                    from None
+            self._owned = True
+
+    def write(self, events: list[Event]) -> None:
+        if not events:
+            return
+        lookup = self.vendors.lookup
+        lines = [event.to_json(lookup(event.mac)) for event in events]
+        try:
+            self._stream.write("\n".join(lines) + "\n")
+            self._stream.flush()
+        except OSError as exc:
+            raise OutputError(f"{self.destination}: cannot write events: {exc.strerror}") \
+                from None
+        for event in events:
+            log.log(_LEVEL[event.severity], "%s", human(event))
+
+    def close(self) -> None:
+        if self._owned:
+            self._stream.close()
+
+
+def human(event: Event) -> str:
+    """One line for people: what happened, where, to whom."""
+    where = event.interface if event.vlan is None else f"{event.interface}.{event.vlan}"
+    parts = [event.kind.value, where]
+    if event.ip:
+        parts.append(event.ip)
+    if event.mac:
+        parts.append(event.mac)
+    if event.previous_mac:
+        parts.append(f"(other {event.previous_mac})")
+    if event.reason:
+        parts.append(f"reason={event.reason}")
+    if event.suspect:
+        parts.append(f"suspect={event.suspect}")
+    if event.count is not None:
+        parts.append(f"count={event.count}")
+    if event.suppressed_event is not None:
+        parts.append(f"of={event.suppressed_event.value}")
+    return " ".join(parts)

@@ -1,0 +1,180 @@
+"""What each MAC has been doing: frame rate, scanning, and the evidence that makes it a suspect.
+
+Kept apart from the ownership table because it is keyed by MAC, not by address, and because
+a flood of random MACs must only ever cost a bounded table here (oldest entries go first).
+Pure: every method takes the packet time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+
+class SenderStats:
+    """Per-MAC counters. Mutable and slotted: one exists per active MAC, updated per frame."""
+
+    __slots__ = (
+        "flood_count",
+        "flood_start",
+        "flooding",
+        "mismatches",
+        "owned",
+        "scan_start",
+        "scan_targets",
+        "scanning",
+        "unannounced",
+        "unsolicited",
+    )
+
+    def __init__(self, ts: float) -> None:
+        self.flood_start = ts
+        self.flood_count = 0
+        self.flooding = False
+        self.scan_start = ts
+        self.scan_targets: set[int] | None = None
+        self.scanning = False
+        self.unsolicited = 0
+        self.mismatches = 0
+        self.owned = 0
+        self.unannounced = 0
+
+    def suspicion(self) -> int:
+        """Weight of the evidence against this MAC (DESIGN.md section 3, "suspect")."""
+        score = 0
+        if self.unsolicited:
+            score += 4
+        if self.mismatches:
+            score += 2
+        if self.unannounced >= 2:
+            score += 1
+        if self.owned >= 2:
+            score += 1
+        return score
+
+
+@dataclass(frozen=True, slots=True)
+class RateAlarm:
+    mac: bytes
+    count: int
+    since: float
+
+
+class Senders:
+    """Bounded table of `SenderStats`, with flood and scan detection over fixed windows.
+
+    A window opens at a MAC's first frame and lasts `window` seconds; crossing the threshold
+    inside it raises one alarm, and the MAC must spend a whole window under the threshold
+    before it can raise another (one alarm per episode, not per frame).
+    """
+
+    def __init__(
+        self,
+        cap: int,
+        flood_frames: int,
+        flood_window: float,
+        scan_targets: int,
+        scan_window: float,
+    ) -> None:
+        self._cap = cap
+        self._flood_frames = flood_frames
+        self._flood_window = flood_window
+        self._scan_targets = scan_targets
+        self._scan_window = scan_window
+        self._stats: dict[bytes, SenderStats] = {}
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self._stats)
+
+    def reconfigure(
+        self, flood_frames: int, flood_window: float, scan_targets: int, scan_window: float
+    ) -> None:
+        self._flood_frames = flood_frames
+        self._flood_window = flood_window
+        self._scan_targets = scan_targets
+        self._scan_window = scan_window
+
+    def get(self, mac: bytes, ts: float) -> SenderStats:
+        stats = self._stats.get(mac)
+        if stats is None:
+            if len(self._stats) >= self._cap:
+                del self._stats[next(iter(self._stats))]
+                self.evicted += 1
+            stats = self._stats[mac] = SenderStats(ts)
+        return stats
+
+    def peek(self, mac: bytes) -> SenderStats | None:
+        return self._stats.get(mac)
+
+    def count_frame(self, mac: bytes, ts: float) -> RateAlarm | None:
+        stats = self.get(mac, ts)
+        if ts - stats.flood_start >= self._flood_window:
+            if stats.flood_count <= self._flood_frames:
+                stats.flooding = False
+            stats.flood_start = ts
+            stats.flood_count = 0
+        stats.flood_count += 1
+        if stats.flood_count > self._flood_frames and not stats.flooding:
+            stats.flooding = True
+            return RateAlarm(mac, stats.flood_count, stats.flood_start)
+        return None
+
+    def count_target(self, mac: bytes, target: int, ts: float) -> RateAlarm | None:
+        stats = self.get(mac, ts)
+        targets = stats.scan_targets
+        if targets is None or ts - stats.scan_start >= self._scan_window:
+            if targets is not None and len(targets) <= self._scan_targets:
+                stats.scanning = False
+            stats.scan_start = ts
+            targets = stats.scan_targets = set()
+        if len(targets) <= self._scan_targets:
+            targets.add(target)
+            if len(targets) > self._scan_targets and not stats.scanning:
+                stats.scanning = True
+                return RateAlarm(mac, len(targets), stats.scan_start)
+        return None
+
+    def suspect(self, a: bytes, b: bytes) -> bytes | None:
+        """The one of two MACs the evidence points at, or None when it does not point one way."""
+        stats_a, stats_b = self._stats.get(a), self._stats.get(b)
+        score_a = stats_a.suspicion() if stats_a else 0
+        score_b = stats_b.suspicion() if stats_b else 0
+        if score_a > score_b:
+            return a
+        if score_b > score_a:
+            return b
+        return None
+
+
+class Recent:
+    """A bounded map of key -> last time seen, for "was there a request?" and "reported yet?".
+
+    Entries move to the end when refreshed, so the oldest fall out first when full.
+    """
+
+    def __init__(self, cap: int) -> None:
+        self._cap = cap
+        self._seen: dict[Hashable, float] = {}
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def note(self, key: Hashable, ts: float) -> None:
+        seen = self._seen
+        if key in seen:
+            del seen[key]
+        elif len(seen) >= self._cap:
+            del seen[next(iter(seen))]
+        seen[key] = ts
+
+    def within(self, key: Hashable, ts: float, window: float) -> bool:
+        last = self._seen.get(key)
+        return last is not None and ts - last <= window
+
+    def first_in(self, key: Hashable, ts: float, window: float) -> bool:
+        """True (and remembers ts) unless `key` was already noted within `window` of ts."""
+        if self.within(key, ts, window):
+            return False
+        self.note(key, ts)
+        return True

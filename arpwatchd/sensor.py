@@ -1,0 +1,186 @@
+"""The I/O shell around the pure core: frames in, events out, state stored, per batch.
+
+Live capture and replay both drive a `Sensor` with batches and ticks; only where the
+batches and the clock come from differs (see `daemon`). No ARP logic lives here.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+from arpwatchd.capture import Batch
+from arpwatchd.config import Config
+from arpwatchd.decode import ArpFrame, Decoder
+from arpwatchd.events import Event, EventKind, EventLimiter
+from arpwatchd.output import EventWriter, OutputError
+from arpwatchd.stats import SensorStats
+from arpwatchd.store import Store, StoreError
+from arpwatchd.tracker import BindingRecord, Tracker
+
+log = logging.getLogger("arpwatchd")
+
+MAX_PENDING_WRITES = 200_000
+
+
+class Sensor:
+    def __init__(
+        self,
+        config: Config,
+        writer: EventWriter,
+        store: Store | None = None,
+        stats: SensorStats | None = None,
+    ) -> None:
+        self.config = config
+        self.tracker = Tracker(config.policy)
+        self.limiter = EventLimiter(config.output.events_per_window, config.output.event_window)
+        self.writer = writer
+        self.store = store
+        self.stats = stats or SensorStats()
+        self._pending: dict[tuple[str, int | None, int], BindingRecord | None] = {}
+        self._pending_events: list[Event] = []
+        self._store_failing = False
+        self._seen_errors: set[str] = set()
+        self.emitted: list[Event] | None = None
+        """When a list, every emitted event is also appended to it (tests, benchmarks)."""
+
+    def restore(self) -> int:
+        """Loads bindings from the store silently; returns how many."""
+        if self.store is None:
+            return 0
+        records = self.store.load_bindings()
+        self.tracker.restore(records)
+        self._publish()
+        return len(records)
+
+    def reconfigure(self, config: Config) -> None:
+        """Applies a reloaded config between batches; bindings and holds are kept."""
+        self.config = config
+        self.tracker.reconfigure(config.policy)
+        self.limiter.limit = config.output.events_per_window
+        self.limiter.window = config.output.event_window
+
+    def decoder(self, interface: str, linktype: int) -> Decoder:
+        decoder = Decoder(interface, linktype)
+        if not decoder.supported:
+            log.warning("%s: link type %d is not supported (Ethernet, Linux cooked v1/v2 are); "
+                        "its frames are counted and skipped", interface, linktype)
+        self.stats.capture(interface)
+        return decoder
+
+    def feed(self, decoder: Decoder, batch: Batch) -> None:
+        """Decodes and tracks every frame of a batch, then emits and stores once."""
+        observe = self.tracker.observe
+        decode = decoder.decode_cached
+        events: list[Event] = []
+        kinds: dict[str, int] = {}
+        skipped: dict[str, int] = {}
+        last_ts = None
+        for ts, frame in batch.frames():
+            try:
+                result = decode(frame)
+                if isinstance(result, ArpFrame):
+                    kinds[result.kind] = kinds.get(result.kind, 0) + 1
+                    last_ts = ts
+                    found = observe(result, ts)
+                    if found:
+                        events.extend(found)
+                else:
+                    skipped[result] = skipped.get(result, 0) + 1
+            except Exception:  # a bug must not stop the sensor; report each distinct one once
+                self._frame_error(frame)
+        interface = decoder.interface
+        with self.stats.lock:
+            for kind, n in kinds.items():
+                self.stats.packets[(interface, kind)] += n
+            for reason, n in skipped.items():
+                self.stats.skipped[(interface, reason)] += n
+            if last_ts is not None:
+                self.stats.capture(interface).last_arp = last_ts
+        self._emit(events)
+
+    def tick(self, now: float) -> None:
+        events = self.tracker.tick(now)
+        events.extend(self.limiter.flush(now))
+        self._emit(events)
+
+    def finish(self) -> None:
+        """End of a replay: every hold and conflict runs to its end, as if silence followed."""
+        self.tick(float("inf"))
+        self.flush()
+
+    def flush(self) -> None:
+        self._write_store([])
+
+    def _emit(self, events: list[Event]) -> None:
+        if events:
+            with self.stats.lock:
+                for event in events:
+                    self.stats.events[(event.kind.value, event.severity.value)] += 1
+                    if event.kind is EventKind.FAILOVER:
+                        self.stats.failovers[(event.interface, str(event.vlan or ""))] += 1
+            events = self.limiter.filter(events)
+            if self.limiter.dropped_now:
+                with self.stats.lock:
+                    for kind, n in self.limiter.dropped_now.items():
+                        self.stats.suppressed[(kind.value, "rate_limit")] += n
+            try:
+                self.writer.write(events)
+            except OutputError as exc:
+                self._once(str(exc))
+            if self.emitted is not None:
+                self.emitted.extend(events)
+        self._write_store(events)
+        self._publish()
+
+    def _write_store(self, events: list[Event]) -> None:
+        upserts, removed = self.tracker.changes()
+        if self.store is None:
+            return
+        pending = self._pending
+        for record in upserts:
+            pending[(record.interface, record.vlan, record.ip)] = record
+        for key in removed:
+            pending[key] = None
+        self._pending_events.extend(events)
+        if not pending and not self._pending_events:
+            return
+        writes = [r for r in pending.values() if r is not None]
+        deletes = [k for k, r in pending.items() if r is None]
+        try:
+            self.store.write(writes, deletes, self._pending_events)
+        except StoreError as exc:
+            with self.stats.lock:
+                self.stats.store_write_errors += 1
+            if not self._store_failing:
+                log.error("%s; carrying on in memory and retrying each batch", exc)
+            self._store_failing = True
+            if len(pending) > MAX_PENDING_WRITES:
+                pending.clear()
+            del self._pending_events[:-MAX_PENDING_WRITES]
+            return
+        if self._store_failing:
+            log.warning("%s: state store writable again", self.store.path)
+            self._store_failing = False
+        pending.clear()
+        self._pending_events.clear()
+        with self.stats.lock:
+            self.stats.store_writes += 1
+
+    def _publish(self) -> None:
+        snapshot = self.tracker.snapshot(self.config.metrics.max_conflict_series)
+        self.stats.tracker = snapshot
+
+    def _frame_error(self, frame: bytes) -> None:
+        with self.stats.lock:
+            self.stats.frame_errors += 1
+        text = traceback.format_exc()
+        if text not in self._seen_errors and len(self._seen_errors) < 100:
+            self._seen_errors.add(text)
+            log.error("internal error on a frame (%s); skipped it and carrying on:\n%s",
+                      frame[:64].hex(), text)
+
+    def _once(self, message: str) -> None:
+        if message not in self._seen_errors:
+            self._seen_errors.add(message)
+            log.error("%s", message)

@@ -1,0 +1,174 @@
+"""SQLite state: bindings and event history; the only module that imports sqlite3.
+
+WAL mode and one transaction per batch: a crash loses at most the batch being written and
+never leaves a half-written one, and readers (`arpwatchd bindings`, `history`) can open the
+file while the sensor writes. The schema version lives in `PRAGMA user_version`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from arpwatchd.addresses import mac_text, parse_mac
+from arpwatchd.events import Event
+from arpwatchd.tracker import BindingRecord
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS bindings (
+    interface TEXT NOT NULL,
+    vlan INTEGER NOT NULL,          -- 0 for untagged
+    ip INTEGER NOT NULL,            -- IPv4 as an unsigned 32-bit number
+    mac TEXT NOT NULL,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    previous TEXT NOT NULL DEFAULT '',  -- earlier owners, newest first, space separated
+    state TEXT NOT NULL DEFAULT 'ok',
+    PRIMARY KEY (interface, vlan, ip)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    event TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    interface TEXT,
+    vlan INTEGER,
+    ip TEXT,
+    mac TEXT,
+    json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_ip ON events (ip, ts);
+CREATE INDEX IF NOT EXISTS events_mac ON events (mac, ts);
+"""
+
+
+class StoreError(Exception):
+    """The state file cannot be opened or written; one line naming the file."""
+
+
+class Store:
+    def __init__(self, path: str, *, readonly: bool = False) -> None:
+        self.path = path
+        try:
+            if readonly:
+                uri = Path(path).resolve().as_uri() + "?mode=ro"
+                self._db = sqlite3.connect(uri, uri=True, isolation_level=None)
+            else:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(path, isolation_level=None)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._migrate()
+            self._db.execute("PRAGMA busy_timeout=5000")
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"{path}: cannot open state store: {exc}") from None
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path}: state store schema {version} is newer than this arpwatchd "
+                f"({SCHEMA_VERSION}); upgrade arpwatchd or use another state file"
+            )
+        self._db.executescript(_SCHEMA)
+        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def load_bindings(self) -> list[BindingRecord]:
+        try:
+            rows = self._db.execute(
+                "SELECT interface, vlan, ip, mac, first_seen, last_seen, previous, state "
+                "FROM bindings"
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot read bindings: {exc}") from None
+        return [
+            BindingRecord(
+                interface=row[0],
+                vlan=row[1] or None,
+                ip=row[2],
+                mac=parse_mac(row[3]),
+                first_seen=row[4],
+                last_seen=row[5],
+                previous=tuple(parse_mac(m) for m in row[6].split()),
+                state=row[7],
+            )
+            for row in rows
+        ]
+
+    def write(
+        self,
+        upserts: Iterable[BindingRecord],
+        removed: Iterable[tuple[str, int | None, int]],
+        events: Iterable[Event],
+        vendor_of: dict[str, str | None] | None = None,
+    ) -> None:
+        """One transaction for one batch of changes.
+
+        Raises:
+            StoreError: the write failed (disk full, file removed, permissions); nothing of
+                this batch was stored, the caller keeps its state in memory.
+        """
+        try:
+            with self._transaction():
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO bindings VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        (r.interface, r.vlan or 0, r.ip, mac_text(r.mac), r.first_seen,
+                         r.last_seen, " ".join(mac_text(m) for m in r.previous), r.state)
+                        for r in upserts
+                    ),
+                )
+                self._db.executemany(
+                    "DELETE FROM bindings WHERE interface = ? AND vlan = ? AND ip = ?",
+                    ((interface, vlan or 0, ip) for interface, vlan, ip in removed),
+                )
+                self._db.executemany(
+                    "INSERT INTO events (ts, event, severity, interface, vlan, ip, mac, json) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        (e.ts, e.kind.value, e.severity.value, e.interface, e.vlan, e.ip, e.mac,
+                         e.to_json((vendor_of or {}).get(e.mac or "")))
+                        for e in events
+                    ),
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot write state: {exc}") from None
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+    def events_for(self, ip: str | None = None, mac: str | None = None) -> list[str]:
+        """JSON of the events about an IP or a MAC, oldest first."""
+        if ip is not None:
+            query, arg = "SELECT json FROM events WHERE ip = ? ORDER BY ts, id", ip
+        else:
+            query, arg = "SELECT json FROM events WHERE mac = ? ORDER BY ts, id", mac or ""
+        try:
+            return [row[0] for row in self._db.execute(query, (arg,))]
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot read events: {exc}") from None
+
+    def all_events(self) -> Iterator[str]:
+        for row in self._db.execute("SELECT json FROM events ORDER BY ts, id"):
+            yield row[0]
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self._db.execute("COMMIT")
+        else:
+            self._db.execute("ROLLBACK")

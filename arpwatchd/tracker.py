@@ -1,0 +1,658 @@
+"""The ownership tracker: who holds each address, and whether a change is failover or conflict.
+
+Sans-IO: it takes decoded frames with their packet time and returns events; time advances
+only through those timestamps and `tick(now)`. It never reads a clock, a socket or a file.
+
+Theory of operation (DESIGN.md section 3)
+-----------------------------------------
+Each (domain, ip) has a binding: the owner MAC with first/last seen and up to four previous
+owners. An address is *settled* (the common case, a binding and nothing else), in HOLD, or in
+CONFLICT; only unsettled addresses have an `_Unsettled` record, so the table of millions of
+settled addresses stays a dict of tuples.
+
+  settled, claim by owner          -> refresh (new_activity after `inactive_after` of silence)
+  settled, claim by another MAC B  -> binding moves to B, then by the claim:
+      protected address, B not allowed          -> CONFLICT owned_address_claimed
+      virtual-router IP claimed by a plain MAC  -> CONFLICT both_active
+      unsolicited reply (no request in window)  -> CONFLICT unsolicited_takeover, suspect B
+      reply racing the owner's reply to one ask -> CONFLICT both_active
+      anything else                             -> HOLD for `hold` seconds
+  HOLD, claim by the new owner     -> refresh (an announcement is remembered)
+  HOLD, claim by any other MAC     -> CONFLICT: split_brain (one failover group),
+                                      owner_defended (old owner announces),
+                                      announcement_answered (reply soon after B announced),
+                                      both_active otherwise
+  HOLD ends (old owner silent)     -> failover (announced or group), reused_mac (B held it
+                                      before), changed_mac otherwise
+  CONFLICT, claims by members      -> remembered; no new event
+  CONFLICT ends (all but one silent for `hold`) -> conflict_resolved, binding to the survivor
+
+A reply is also evidence about its target (tpa at tha): if that contradicts a live binding it
+is a CONFLICT with reason reply_target. Events that end a state carry the time the state
+ended (the deadline), not the time it was noticed, so replay and live agree.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+from typing import NamedTuple
+
+from arpwatchd.addresses import (
+    BROADCAST_MAC,
+    ZERO_MAC,
+    VirtualRouter,
+    ip_text,
+    mac_text,
+    virtual_router,
+)
+from arpwatchd.decode import ArpFrame, ArpKind
+from arpwatchd.events import ConflictReason, Event, EventKind
+from arpwatchd.policy import NetworkRule, TrackerPolicy
+from arpwatchd.senders import Recent, Senders
+
+INF = float("inf")
+MAX_PREVIOUS = 4
+MAX_CONFLICT_MEMBERS = 4
+
+
+class Binding(NamedTuple):
+    """Immutable so that a table of a million of them is cheap and ignored by the cyclic GC."""
+
+    mac: bytes
+    first_seen: float
+    last_seen: float
+    previous: tuple[bytes, ...] = ()
+
+
+class Phase(Enum):
+    HOLD = "hold"
+    CONFLICT = "conflict"
+
+
+class Takeover(Enum):
+    ANNOUNCED = "announced"
+    GROUP = "group"
+    PLAIN = "plain"
+
+
+class _Unsettled:
+    __slots__ = (
+        "announced_at",
+        "claims",
+        "deadline",
+        "members",
+        "old_mac",
+        "phase",
+        "reason",
+        "reused",
+        "since",
+        "suspect",
+        "takeover",
+    )
+
+    def __init__(self, phase: Phase, since: float, deadline: float) -> None:
+        self.phase = phase
+        self.since = since
+        self.deadline = deadline
+        self.old_mac = ZERO_MAC
+        self.takeover = Takeover.PLAIN
+        self.announced_at: float | None = None
+        self.reused = False
+        self.members: dict[bytes, float] = {}
+        self.reason = ConflictReason.BOTH_ACTIVE
+        self.suspect: bytes | None = None
+        self.claims = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BindingRecord:
+    """A binding as the store keeps it."""
+
+    interface: str
+    vlan: int | None
+    ip: int
+    mac: bytes
+    first_seen: float
+    last_seen: float
+    previous: tuple[bytes, ...] = ()
+    state: str = "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerStats:
+    """An immutable snapshot for the metrics thread; never a view of live dicts."""
+
+    bindings: dict[tuple[str, int | None], int]
+    active_conflicts: tuple[tuple[str, int | None, str], ...]
+    conflicts_active_total: int
+    holds_active: int
+    bindings_evicted: int
+    senders_tracked: int
+
+
+class Tracker:
+    def __init__(self, policy: TrackerPolicy) -> None:
+        self.policy = policy
+        self._domain_ids: dict[tuple[str, int | None], int] = {}
+        self._domains: list[tuple[str, int | None]] = []
+        self._networks: list[tuple[NetworkRule, ...]] = []
+        self._counts: list[int] = []
+        self._bindings: dict[int, Binding] = {}
+        self._unsettled: dict[int, _Unsettled] = {}
+        self._heap: list[tuple[float, int]] = []
+        self._next_deadline = INF
+        self._asked = Recent(policy.max_pending)
+        self._replied: dict[int, tuple[bytes, bytes, float]] = {}
+        self._probes = Recent(policy.max_pending)
+        self._reported = Recent(policy.max_pending)
+        self._senders = Senders(
+            policy.max_macs,
+            policy.flood_frames,
+            policy.flood_window,
+            policy.scan_targets,
+            policy.scan_window,
+        )
+        self._changed: set[int] = set()
+        self._removed: set[int] = set()
+        self.evicted = 0
+
+    # ----------------------------------------------------------------- public API
+
+    def observe(self, frame: ArpFrame, ts: float) -> list[Event]:
+        """Feeds one decoded frame seen at packet time `ts`; returns the events it causes."""
+        events: list[Event] = []
+        if ts >= self._next_deadline:
+            self._expire(ts, events)
+        dom = self._domain(frame.interface, frame.vlan)
+        sender = frame.eth_src if frame.eth_src is not None else frame.sha
+        alarm = self._senders.count_frame(sender, ts)
+        if alarm is not None:
+            events.append(self._event(ts, EventKind.ARP_FLOOD, dom, None, sender,
+                                      count=alarm.count, since=alarm.since))
+        kind = frame.kind
+        if kind is ArpKind.INVALID:
+            events.append(self._event(ts, EventKind.INVALID_ARP, dom, frame.spa or None,
+                                      frame.sha, reason=frame.problem))
+            return events
+        if frame.ethernet_mismatch:
+            self._mismatch(frame, dom, ts, events)
+        if kind is ArpKind.PROBE or kind is ArpKind.REQUEST:
+            self._asked.note((dom, frame.tpa, frame.sha), ts)
+            self._asked.note((dom, frame.tpa, None), ts)
+            scan = self._senders.count_target(frame.sha, frame.tpa, ts)
+            if scan is not None:
+                events.append(self._event(ts, EventKind.ARP_SCAN, dom, None, frame.sha,
+                                          count=scan.count, since=scan.since))
+            if kind is ArpKind.PROBE:
+                self._probe(frame, dom, ts, events)
+                return events
+        self._claim(frame, dom, ts, events)
+        if kind is ArpKind.REPLY:
+            self._reply_evidence(frame, dom, ts, events)
+        return events
+
+    def tick(self, now: float) -> list[Event]:
+        """Advances time on a quiet network (or to +inf at the end of a replay)."""
+        events: list[Event] = []
+        if now >= self._next_deadline:
+            self._expire(now, events)
+        return events
+
+    def reconfigure(self, policy: TrackerPolicy) -> None:
+        """Swaps in new settings (SIGHUP) keeping every binding and pending state."""
+        self.policy = policy
+        self._networks = [policy.networks_for(i, v) for i, v in self._domains]
+        self._senders.reconfigure(policy.flood_frames, policy.flood_window,
+                                  policy.scan_targets, policy.scan_window)
+
+    def next_deadline(self) -> float | None:
+        return None if self._next_deadline == INF else self._next_deadline
+
+    def restore(self, records: Iterable[BindingRecord]) -> None:
+        """Rebuilds bindings from the store without reporting anything."""
+        for rec in records:
+            dom = self._domain(rec.interface, rec.vlan)
+            key = dom << 32 | rec.ip
+            if key not in self._bindings:
+                self._counts[dom] += 1
+            self._bindings[key] = Binding(rec.mac, rec.first_seen, rec.last_seen, rec.previous)
+            self._senders.get(rec.mac, rec.last_seen).owned += 1
+        while len(self._bindings) > self.policy.max_bindings:
+            self._evict_one()
+
+    def changes(self) -> tuple[list[BindingRecord], list[tuple[str, int | None, int]]]:
+        """Bindings written and removed since the last call, for one store transaction."""
+        upserts = []
+        for key in self._changed:
+            b = self._bindings.get(key)
+            if b is not None:
+                upserts.append(self._record(key, b))
+        removed = []
+        for key in self._removed:
+            if key not in self._bindings:
+                interface, vlan = self._domains[key >> 32]
+                removed.append((interface, vlan, key & 0xFFFFFFFF))
+        self._changed.clear()
+        self._removed.clear()
+        return upserts, removed
+
+    def bindings(self) -> list[BindingRecord]:
+        return [self._record(key, b) for key, b in self._bindings.items()]
+
+    def snapshot(self, max_conflict_series: int = 200) -> TrackerStats:
+        conflicts = []
+        holds = 0
+        active = 0
+        for key, u in self._unsettled.items():
+            if u.phase is Phase.HOLD:
+                holds += 1
+                continue
+            active += 1
+            if len(conflicts) < max_conflict_series:
+                interface, vlan = self._domains[key >> 32]
+                conflicts.append((interface, vlan, ip_text(key & 0xFFFFFFFF)))
+        return TrackerStats(
+            bindings=dict(zip(self._domains, self._counts, strict=True)),
+            active_conflicts=tuple(sorted(conflicts, key=lambda c: (c[0], c[1] or 0, c[2]))),
+            conflicts_active_total=active,
+            holds_active=holds,
+            bindings_evicted=self.evicted,
+            senders_tracked=len(self._senders),
+        )
+
+    def __len__(self) -> int:
+        return len(self._bindings)
+
+    # ----------------------------------------------------------------- claims
+
+    def _claim(self, frame: ArpFrame, dom: int, ts: float, events: list[Event]) -> None:
+        key = dom << 32 | frame.spa
+        sha = frame.sha
+        b = self._bindings.get(key)
+        u = self._unsettled.get(key) if self._unsettled else None
+        if u is not None and b is not None:
+            self._claim_unsettled(frame, dom, key, b, u, ts, events)
+        elif b is None:
+            self._new_binding(frame, dom, key, ts, events)
+        elif b.mac == sha or _glbp_pair(b.mac, sha):
+            if ts - b.last_seen >= self.policy.inactive_after:
+                events.append(self._event(ts, EventKind.NEW_ACTIVITY, dom, frame.spa, b.mac,
+                                          since=b.last_seen))
+            self._touch(key, b, ts)
+        else:
+            self._takeover(frame, dom, key, b, ts, events)
+
+    def _new_binding(
+        self, frame: ArpFrame, dom: int, key: int, ts: float, events: list[Event]
+    ) -> None:
+        sha, ip = frame.sha, frame.spa
+        if len(self._bindings) >= self.policy.max_bindings:
+            self._evict_one()
+        self._bindings[key] = Binding(sha, ts, ts, ())
+        self._counts[dom] += 1
+        self._changed.add(key)
+        self._senders.get(sha, ts).owned += 1
+        interface, vlan = self._domains[dom]
+        rule = self.policy.protection(interface, vlan, ip)
+        if rule is not None and not rule.allows(sha):
+            self._start_conflict(key, dom, ts, {rule.mac: INF, sha: ts}, sha, rule.mac,
+                                 ConflictReason.OWNED_ADDRESS_CLAIMED, sha, events)
+            return
+        networks = self._networks[dom]
+        if networks and not any(rule.contains(ip) for rule in networks):
+            events.append(self._event(ts, EventKind.BOGON, dom, ip, sha))
+        else:
+            events.append(self._event(ts, EventKind.NEW_STATION, dom, ip, sha))
+
+    def _takeover(
+        self, frame: ArpFrame, dom: int, key: int, b: Binding, ts: float, events: list[Event]
+    ) -> None:
+        old, new, ip = b.mac, frame.sha, frame.spa
+        interface, vlan = self._domains[dom]
+        self._move(key, b, new, ts)
+        new_stats = self._senders.get(new, ts)
+        if frame.kind is not ArpKind.ANNOUNCEMENT:
+            new_stats.unannounced += 1
+        rule = self.policy.protection(interface, vlan, ip)
+        if rule is not None and not rule.allows(new):
+            self._start_conflict(key, dom, ts, {rule.mac: INF, new: ts}, new, rule.mac,
+                                 ConflictReason.OWNED_ADDRESS_CLAIMED, new, events)
+            return
+        if virtual_router(old) is not None and virtual_router(new) is None:
+            members = {old: max(b.last_seen, ts), new: ts}
+            self._start_conflict(key, dom, ts, members, new, old,
+                                 ConflictReason.BOTH_ACTIVE, new, events)
+            return
+        if frame.kind is ArpKind.REPLY:
+            if not self._solicited(frame, dom, ts):
+                self._start_conflict(key, dom, ts, {old: ts, new: ts}, new, old,
+                                     ConflictReason.UNSOLICITED_TAKEOVER, new, events)
+                return
+            answered = self._replied.get(key)
+            if (
+                answered is not None
+                and answered[0] == old
+                and answered[1] == frame.tha
+                and ts - answered[2] <= self.policy.answer_window
+            ):
+                self._start_conflict(key, dom, ts, {old: answered[2], new: ts}, new, old,
+                                     ConflictReason.BOTH_ACTIVE,
+                                     self._senders.suspect(old, new), events)
+                return
+        u = _Unsettled(Phase.HOLD, ts, ts + self.policy.hold)
+        u.old_mac = old
+        u.reused = new in b.previous
+        if self.policy.same_group(interface, vlan, ip, old, new):
+            u.takeover = Takeover.GROUP
+        elif frame.kind is ArpKind.ANNOUNCEMENT:
+            u.takeover = Takeover.ANNOUNCED
+            u.announced_at = ts
+        self._unsettle(key, u)
+
+    def _claim_unsettled(
+        self,
+        frame: ArpFrame,
+        dom: int,
+        key: int,
+        b: Binding,
+        u: _Unsettled,
+        ts: float,
+        events: list[Event],
+    ) -> None:
+        sha = frame.sha
+        if u.phase is Phase.CONFLICT:
+            u.claims += 1
+            if sha in u.members:
+                if u.members[sha] != INF:
+                    u.members[sha] = ts
+            elif len(u.members) < MAX_CONFLICT_MEMBERS:
+                u.members[sha] = ts
+            if sha == b.mac:
+                self._touch(key, b, ts)
+            return
+        if sha == b.mac or _glbp_pair(b.mac, sha):
+            if frame.kind is ArpKind.ANNOUNCEMENT:
+                u.announced_at = ts
+            self._touch(key, b, ts)
+            return
+        interface, vlan = self._domains[dom]
+        if self.policy.same_group(interface, vlan, frame.spa, b.mac, sha):
+            reason = ConflictReason.SPLIT_BRAIN
+        elif frame.kind is ArpKind.ANNOUNCEMENT and sha == u.old_mac:
+            reason = ConflictReason.OWNER_DEFENDED
+        elif (
+            frame.kind is ArpKind.REPLY
+            and u.announced_at is not None
+            and ts - u.announced_at <= self.policy.answer_window
+        ):
+            reason = ConflictReason.ANNOUNCEMENT_ANSWERED
+        else:
+            reason = ConflictReason.BOTH_ACTIVE
+        self._hold_to_conflict(key, dom, b, u, sha, ts, reason, events)
+
+    def _hold_to_conflict(
+        self,
+        key: int,
+        dom: int,
+        b: Binding,
+        u: _Unsettled,
+        other: bytes,
+        ts: float,
+        reason: ConflictReason,
+        events: list[Event],
+    ) -> None:
+        del self._unsettled[key]
+        suspect = self._senders.suspect(b.mac, other)
+        self._start_conflict(key, dom, ts, {b.mac: b.last_seen, other: ts}, other, b.mac,
+                             reason, suspect, events)
+
+    # ----------------------------------------------------------------- other frames
+
+    def _probe(self, frame: ArpFrame, dom: int, ts: float, events: list[Event]) -> None:
+        key = dom << 32 | frame.tpa
+        b = self._bindings.get(key)
+        if b is None or b.mac == frame.sha or _glbp_pair(b.mac, frame.sha):
+            return
+        if ts - b.last_seen <= self.policy.hold:
+            self._probe_in_use(dom, frame.tpa, frame.sha, b.mac, ts, events)
+        else:
+            self._probes.note((key, frame.sha), ts)
+
+    def _probe_in_use(
+        self, dom: int, ip: int, prober: bytes, owner: bytes, ts: float, events: list[Event]
+    ) -> None:
+        if self._reported.first_in((EventKind.PROBE_IN_USE, dom, ip, prober), ts,
+                                   self.policy.hold):
+            events.append(self._event(ts, EventKind.PROBE_IN_USE, dom, ip, prober,
+                                      previous_mac=owner))
+
+    def _reply_evidence(self, frame: ArpFrame, dom: int, ts: float, events: list[Event]) -> None:
+        key = dom << 32 | frame.spa
+        tha, tpa = frame.tha, frame.tpa
+        if not self._solicited(frame, dom, ts):
+            self._senders.get(frame.sha, ts).unsolicited += 1
+        self._remember_reply(key, frame.sha, tha, ts)
+        if tpa == 0:
+            if self._probes.within((key, tha), ts, self.policy.solicit_window):
+                self._probe_in_use(dom, frame.spa, tha, frame.sha, ts, events)
+            return
+        if tpa == frame.spa or tha in (ZERO_MAC, BROADCAST_MAC) or tha[0] & 1:
+            return
+        tkey = dom << 32 | tpa
+        bt = self._bindings.get(tkey)
+        if bt is None or bt.mac == tha or _glbp_pair(bt.mac, tha):
+            return
+        interface, vlan = self._domains[dom]
+        if self.policy.same_group(interface, vlan, tpa, bt.mac, tha):
+            return
+        u = self._unsettled.get(tkey)
+        if u is None and ts - bt.last_seen <= self.policy.hold:
+            self._start_conflict(tkey, dom, ts, {bt.mac: bt.last_seen, tha: ts}, bt.mac, tha,
+                                 ConflictReason.REPLY_TARGET,
+                                 self._senders.suspect(bt.mac, tha), events)
+        elif u is not None and u.phase is Phase.HOLD and tha == u.old_mac:
+            self._hold_to_conflict(tkey, dom, bt, u, tha, ts, ConflictReason.REPLY_TARGET,
+                                   events)
+
+    def _mismatch(self, frame: ArpFrame, dom: int, ts: float, events: list[Event]) -> None:
+        src = frame.eth_src
+        assert src is not None
+        if src in self.policy.own_macs:
+            return
+        self._senders.get(frame.sha, ts).mismatches += 1
+        if self._reported.first_in((EventKind.ETHERNET_MISMATCH, dom, src, frame.sha), ts,
+                                   self.policy.repeat_after):
+            events.append(self._event(ts, EventKind.ETHERNET_MISMATCH, dom, frame.spa or None,
+                                      frame.sha, previous_mac=mac_text(src),
+                                      reason="ethernet_source_differs"))
+
+    def _solicited(self, frame: ArpFrame, dom: int, ts: float) -> bool:
+        window = self.policy.solicit_window
+        if frame.tha in (ZERO_MAC, BROADCAST_MAC):
+            return self._asked.within((dom, frame.spa, None), ts, window)
+        return self._asked.within((dom, frame.spa, frame.tha), ts, window)
+
+    def _remember_reply(self, key: int, mac: bytes, tha: bytes, ts: float) -> None:
+        replied = self._replied
+        if key in replied:
+            del replied[key]
+        elif len(replied) >= self.policy.max_pending:
+            del replied[next(iter(replied))]
+        replied[key] = (mac, tha, ts)
+
+    # ----------------------------------------------------------------- states and time
+
+    def _start_conflict(
+        self,
+        key: int,
+        dom: int,
+        ts: float,
+        members: dict[bytes, float],
+        mac: bytes,
+        other: bytes,
+        reason: ConflictReason,
+        suspect: bytes | None,
+        events: list[Event],
+    ) -> None:
+        u = _Unsettled(Phase.CONFLICT, ts, ts)
+        u.members = members
+        u.reason = reason
+        u.suspect = suspect
+        u.claims = 1
+        u.deadline = _conflict_deadline(members, self.policy.hold)
+        self._unsettle(key, u)
+        events.append(self._event(ts, EventKind.CONFLICT, dom, key & 0xFFFFFFFF, mac,
+                                  previous_mac=mac_text(other), reason=reason.value,
+                                  suspect=mac_text(suspect) if suspect else None))
+
+    def _unsettle(self, key: int, u: _Unsettled) -> None:
+        self._unsettled[key] = u
+        self._changed.add(key)
+        self._push(u.deadline, key)
+
+    def _push(self, deadline: float, key: int) -> None:
+        heapq.heappush(self._heap, (deadline, key))
+        self._next_deadline = min(self._next_deadline, deadline)
+
+    def _expire(self, now: float, events: list[Event]) -> None:
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            deadline, key = heapq.heappop(heap)
+            u = self._unsettled.get(key)
+            if u is None or u.deadline != deadline:
+                continue
+            if u.phase is Phase.HOLD:
+                self._end_hold(key, u, events)
+            else:
+                self._check_conflict(key, u, now, events)
+        self._next_deadline = heap[0][0] if heap else INF
+
+    def _end_hold(self, key: int, u: _Unsettled, events: list[Event]) -> None:
+        del self._unsettled[key]
+        self._changed.add(key)
+        b = self._bindings[key]
+        if u.takeover is not Takeover.PLAIN:
+            kind = EventKind.FAILOVER
+        elif u.reused:
+            kind = EventKind.REUSED_MAC
+        else:
+            kind = EventKind.CHANGED_MAC
+        how = None if u.takeover is Takeover.PLAIN else u.takeover.value
+        events.append(self._event(u.deadline, kind, key >> 32, key & 0xFFFFFFFF, b.mac,
+                                  previous_mac=mac_text(u.old_mac), since=u.since, reason=how))
+
+    def _check_conflict(self, key: int, u: _Unsettled, now: float, events: list[Event]) -> None:
+        hold = self.policy.hold
+        deadline = _conflict_deadline(u.members, hold)
+        if deadline > now:
+            u.deadline = deadline
+            self._push(deadline, key)
+            return
+        ranked = sorted(u.members.items(), key=lambda item: item[1], reverse=True)
+        survivor = ranked[0][0]
+        silent = ranked[1][0]
+        ended = ranked[1][1] + hold
+        del self._unsettled[key]
+        b = self._bindings[key]
+        if b.mac != survivor:
+            self._move(key, b, survivor, b.last_seen)
+        else:
+            self._changed.add(key)
+        events.append(self._event(ended, EventKind.CONFLICT_RESOLVED, key >> 32,
+                                  key & 0xFFFFFFFF, survivor, previous_mac=mac_text(silent),
+                                  reason=u.reason.value, since=u.since,
+                                  duration=ended - u.since, count=u.claims))
+
+    # ----------------------------------------------------------------- table upkeep
+
+    def _domain(self, interface: str, vlan: int | None) -> int:
+        domain = (interface, vlan)
+        dom = self._domain_ids.get(domain)
+        if dom is None:
+            dom = self._domain_ids[domain] = len(self._domains)
+            self._domains.append(domain)
+            self._networks.append(self.policy.networks_for(interface, vlan))
+            self._counts.append(0)
+        return dom
+
+    def _touch(self, key: int, b: Binding, ts: float) -> None:
+        bindings = self._bindings
+        del bindings[key]  # re-insert at the end: dict order is least-recently-seen first
+        bindings[key] = Binding(b.mac, b.first_seen, ts, b.previous)
+        self._changed.add(key)
+
+    def _move(self, key: int, b: Binding, mac: bytes, ts: float) -> None:
+        previous = (b.mac, *tuple(m for m in b.previous if m != mac))[:MAX_PREVIOUS]
+        del self._bindings[key]
+        self._bindings[key] = Binding(mac, ts, ts, previous)
+        self._changed.add(key)
+        old_stats = self._senders.peek(b.mac)
+        if old_stats is not None and old_stats.owned > 0:
+            old_stats.owned -= 1
+        self._senders.get(mac, ts).owned += 1
+
+    def _evict_one(self) -> None:
+        for key in self._bindings:
+            if key not in self._unsettled:
+                break
+        else:
+            return
+        b = self._bindings.pop(key)
+        self._counts[key >> 32] -= 1
+        self._changed.discard(key)
+        self._removed.add(key)
+        self.evicted += 1
+        stats = self._senders.peek(b.mac)
+        if stats is not None and stats.owned > 0:
+            stats.owned -= 1
+
+    def _record(self, key: int, b: Binding) -> BindingRecord:
+        interface, vlan = self._domains[key >> 32]
+        u = self._unsettled.get(key)
+        return BindingRecord(interface, vlan, key & 0xFFFFFFFF, b.mac, b.first_seen,
+                             b.last_seen, b.previous, u.phase.value if u else "ok")
+
+    def _event(
+        self,
+        ts: float,
+        kind: EventKind,
+        dom: int,
+        ip: int | None,
+        mac: bytes | None,
+        *,
+        previous_mac: str | None = None,
+        reason: str | None = None,
+        suspect: str | None = None,
+        count: int | None = None,
+        since: float | None = None,
+        duration: float | None = None,
+    ) -> Event:
+        interface, vlan = self._domains[dom]
+        return Event(
+            ts=ts,
+            kind=kind,
+            interface=interface,
+            vlan=vlan,
+            ip=ip_text(ip) if ip is not None else None,
+            mac=mac_text(mac) if mac is not None else None,
+            previous_mac=previous_mac,
+            reason=reason,
+            suspect=suspect,
+            count=count,
+            since=since,
+            duration=duration,
+        )
+
+
+def _conflict_deadline(members: dict[bytes, float], hold: float) -> float:
+    """When all members but the most recent will have been silent for `hold`."""
+    times = sorted(members.values(), reverse=True)
+    return times[1] + hold if len(times) > 1 else INF
+
+
+def _glbp_pair(a: bytes, b: bytes) -> bool:
+    """GLBP forwarders share a virtual IP at once: up to four MACs, not a conflict."""
+    return virtual_router(a) is VirtualRouter.GLBP and virtual_router(b) is VirtualRouter.GLBP
