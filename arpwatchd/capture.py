@@ -57,6 +57,18 @@ def _message(exc: Exception) -> str:
     return text
 
 
+_ACTIVATE_ERRORS = {
+    -5: "no such interface",
+    -8: "permission denied (capturing needs root or CAP_NET_RAW and CAP_NET_ADMIN)",
+    -9: "the interface is down",
+    -7: "not allowed to enable promiscuous mode (set capture.promiscuous: false)",
+}
+
+
+def _activate_error(status: int) -> str:
+    return _ACTIVATE_ERRORS.get(status, f"libpcap could not activate it (error {status})")
+
+
 def _set_filter(reader: Any, name: str) -> None:
     try:
         reader.setfilter(ARP_FILTER)
@@ -85,7 +97,9 @@ class LiveCapture:
             reader.set_promisc(1 if promiscuous else 0)
             reader.set_timeout(timeout_ms)
             reader.set_buffer_size(buffer_mib << 20)
-            reader.activate()
+            status = reader.activate()
+            if status is not None and status < 0:
+                raise CaptureError(f"{interface}: cannot capture: {_activate_error(status)}")
             _set_filter(reader, interface)
             reader.setnonblock(1)
         except pcapy.PcapError as exc:

@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             _setup_logging(args.verbose, args.quiet, logging.INFO)
             return _run(args)
-        _setup_logging(args.verbose, args.quiet, logging.WARNING)
+        _setup_logging(args.verbose, args.quiet, logging.ERROR)
         return _replay(args)
     except ConfigError as exc:
         print(f"arpwatchd: {exc}", file=sys.stderr)

@@ -128,22 +128,23 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         raise ConfigError(f"{source}{where}: not valid YAML: {problem}") from None
     if root is None:
         return Config(state_path=default_state_path(), source=source)
-    return _Reader(source).config(_Node(root, ""))
+    return _Reader(source).config(_Node(root, "", source))
 
 
 class _Node:
     """A YAML node with its key path, so every error can say where it is."""
 
-    def __init__(self, node: yaml.Node, path: str) -> None:
+    def __init__(self, node: yaml.Node, path: str, source: str) -> None:
         self.node = node
         self.path = path or "(top)"
+        self.source = source
 
     @property
     def line(self) -> int:
         return int(self.node.start_mark.line) + 1
 
     def fail(self, message: str) -> ConfigError:
-        return ConfigError(f"{self.path} (line {self.line}): {message}")
+        return ConfigError(f"{self.source}: {self.path} (line {self.line}): {message}")
 
     def mapping(self, allowed: set[str]) -> dict[str, _Node]:
         if not isinstance(self.node, yaml.MappingNode):
@@ -151,7 +152,8 @@ class _Node:
         out: dict[str, _Node] = {}
         for key_node, value_node in self.node.value:
             key = key_node.value
-            child = _Node(value_node, f"{self.path}.{key}" if self.path != "(top)" else key)
+            child = _Node(value_node, f"{self.path}.{key}" if self.path != "(top)" else key,
+                          self.source)
             if key not in allowed:
                 known = ", ".join(sorted(allowed))
                 raise child.fail(f"unknown key {key!r} (known: {known})")
@@ -165,7 +167,7 @@ class _Node:
             return []
         if not isinstance(self.node, yaml.SequenceNode):
             raise self.fail("expected a list")
-        return [_Node(n, f"{self.path}[{i}]") for i, n in enumerate(self.node.value)]
+        return [_Node(n, f"{self.path}[{i}]", self.source) for i, n in enumerate(self.node.value)]
 
     def scalar(self) -> str:
         if not isinstance(self.node, yaml.ScalarNode):

@@ -103,16 +103,15 @@ class LiveLoop:
                 self.flags.reload = False
                 self._reload()
             now = time.time()
-            live = [h for h in self.handles if h.capture is not None]
+            live = {h.capture: h for h in self.handles if h.capture is not None}
             deadline = sensor.tracker.next_deadline()
             timeout = TICK if deadline is None else max(0.0, min(TICK, deadline - now))
             try:
-                ready, _, _ = select.select([h.capture for h in live], [], [], timeout)
+                ready, _, _ = select.select(list(live), [], [], timeout)
             except InterruptedError:
                 continue
-            for handle in live:
-                if handle.capture in ready:
-                    self._drain(handle, batch_size)
+            for capture in ready:
+                self._drain(live[capture], batch_size)
             now = time.time()
             sensor.tick(now)
             if now >= next_stats:

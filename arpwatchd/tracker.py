@@ -243,7 +243,7 @@ class Tracker:
         return [self._record(key, b) for key, b in self._bindings.items()]
 
     def snapshot(self, max_conflict_series: int = 200) -> TrackerStats:
-        conflicts = []
+        conflicts: list[tuple[str, int | None, str]] = []
         holds = 0
         active = 0
         for key, u in self._unsettled.items():
@@ -427,7 +427,7 @@ class Tracker:
         if self._reported.first_in((EventKind.PROBE_IN_USE, dom, ip, prober), ts,
                                    self.policy.hold):
             events.append(self._event(ts, EventKind.PROBE_IN_USE, dom, ip, prober,
-                                      previous_mac=owner))
+                                      previous_mac=mac_text(owner)))
 
     def _reply_evidence(self, frame: ArpFrame, dom: int, ts: float, events: list[Event]) -> None:
         key = dom << 32 | frame.spa

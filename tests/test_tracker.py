@@ -1,0 +1,295 @@
+"""The failover-versus-conflict rules of DESIGN.md section 3, with explicit packet times."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from arpbuild import BCAST, brief, feed, garp, probe, reply, request
+
+from arpwatchd.addresses import parse_ip, parse_mac
+from arpwatchd.decode import Decoder
+from arpwatchd.events import EventKind
+from arpwatchd.frames import REPLY, arp_frame
+from arpwatchd.policy import FailoverGroup, NetworkRule, Protected, TrackerPolicy
+from arpwatchd.tracker import BindingRecord, Tracker
+
+A = "02:00:00:00:00:0a"
+B = "02:00:00:00:00:0b"
+C = "02:00:00:00:00:0c"
+GW = "02:00:00:00:00:01"
+IP = "10.0.0.5"
+T0 = 1_700_000_000.0
+
+
+def tracker(**kw: object) -> Tracker:
+    return Tracker(TrackerPolicy(**kw))  # type: ignore[arg-type]
+
+
+def test_new_station_once_and_repeats_are_silent() -> None:
+    t = tracker()
+    events = feed(t, (T0, request(A, IP, "10.0.0.1")), (T0 + 1, request(A, IP, "10.0.0.1")),
+                  (T0 + 2, request(A, IP, "10.0.0.2")))
+    assert brief(events) == [("new_station", IP, A, None, None)]
+    assert events[0].ts == T0 and events[0].vlan is None and events[0].interface == "eth0"
+
+
+def test_announced_takeover_with_old_owner_silent_is_failover_after_hold() -> None:
+    t = tracker()
+    feed(t, (T0, request(A, IP, "10.0.0.1")))
+    events = feed(t, (T0 + 100, garp(B, IP)), (T0 + 101, garp(B, IP)), (T0 + 102, garp(B, IP)))
+    assert events == []
+    assert t.next_deadline() == T0 + 130
+    assert t.tick(T0 + 129.9) == []
+    events = t.tick(T0 + 131)
+    assert brief(events) == [("failover", IP, B, A, "announced")]
+    assert events[0].ts == T0 + 130 and events[0].since == T0 + 100
+
+
+def test_failover_then_failback_are_two_failovers() -> None:
+    t = tracker()
+    feed(t, (T0, garp(A, IP)))
+    events = feed(t, (T0 + 60, garp(B, IP)), (T0 + 200, garp(A, IP)))
+    events += t.tick(T0 + 1000)
+    assert brief(events) == [("failover", IP, B, A, "announced"),
+                             ("failover", IP, A, B, "announced")]
+
+
+def test_plain_takeover_is_changed_mac_and_return_is_reused_mac() -> None:
+    t = tracker()
+    feed(t, (T0, request(A, IP, "10.0.0.1")))
+    events = feed(t, (T0 + 3600, request(B, IP, "10.0.0.1")))
+    events += feed(t, (T0 + 7200, request(A, IP, "10.0.0.1")))
+    events += t.tick(T0 + 9000)
+    assert brief(events) == [("changed_mac", IP, B, A, None), ("reused_mac", IP, A, B, None)]
+
+
+def test_old_owner_claiming_during_hold_is_conflict_both_active() -> None:
+    t = tracker()
+    feed(t, (T0, request(A, IP, "10.0.0.1")))
+    events = feed(t, (T0 + 10, request(B, IP, "10.0.0.1")), (T0 + 20, request(A, IP, "10.0.0.1")))
+    assert brief(events) == [("conflict", IP, A, B, "both_active")]
+    assert t.snapshot().conflicts_active_total == 1
+
+
+def test_old_owner_announcing_during_hold_is_owner_defended() -> None:
+    t = tracker()
+    feed(t, (T0, garp(A, IP)))
+    events = feed(t, (T0 + 10, garp(B, IP)), (T0 + 15, garp(A, IP)))
+    assert brief(events) == [("conflict", IP, A, B, "owner_defended")]
+
+
+def test_reply_soon_after_announcement_is_announcement_answered() -> None:
+    t = tracker()
+    feed(t, (T0, garp(A, IP)))
+    events = feed(t, (T0 + 10, garp(B, IP)), (T0 + 10.5, reply(A, IP, B, IP)))
+    assert brief(events) == [("conflict", IP, A, B, "announcement_answered")]
+
+
+def test_group_members_both_claiming_is_split_brain_and_group_takeover_is_failover() -> None:
+    group = FailoverGroup("db", frozenset({parse_ip(IP)}), frozenset({parse_mac(A), parse_mac(B)}))
+    t = tracker(failover_groups=(group,))
+    feed(t, (T0, request(A, IP, "10.0.0.1")))
+    events = feed(t, (T0 + 50, request(B, IP, "10.0.0.1")))
+    events += t.tick(T0 + 100)
+    assert brief(events) == [("failover", IP, B, A, "group")]
+    events = feed(t, (T0 + 200, garp(A, IP)), (T0 + 201, garp(B, IP)))
+    assert brief(events) == [("conflict", IP, B, A, "split_brain")]
+
+
+def test_unsolicited_reply_takeover_is_conflict_at_once_with_suspect() -> None:
+    t = tracker()
+    feed(t, (T0, request(GW, "10.0.0.1", "10.0.0.7")), (T0 + 1, request(C, "10.0.0.7", IP)))
+    events = feed(t, (T0 + 5, reply(B, "10.0.0.1", C, "10.0.0.7")))
+    assert brief(events) == [("conflict", "10.0.0.1", B, GW, "unsolicited_takeover")]
+    assert events[0].suspect == B
+
+
+def test_solicited_reply_takeover_waits_for_hold() -> None:
+    t = tracker()
+    feed(t, (T0, request(A, IP, "10.0.0.1")))
+    events = feed(t, (T0 + 600, request(C, "10.0.0.7", IP)),
+                  (T0 + 600.01, reply(B, IP, C, "10.0.0.7")))
+    events += t.tick(T0 + 700)
+    assert brief(events) == [("new_station", "10.0.0.7", C, None, None),
+                             ("changed_mac", IP, B, A, None)]
+
+
+def test_two_replies_to_one_request_is_conflict() -> None:
+    t = tracker()
+    events = feed(t, (T0, request(C, "10.0.0.7", IP)), (T0 + 0.001, reply(A, IP, C, "10.0.0.7")),
+                  (T0 + 0.002, reply(B, IP, C, "10.0.0.7")))
+    assert brief(events)[-1] == ("conflict", IP, B, A, "both_active")
+
+
+def test_conflict_is_one_event_then_resolved_when_one_side_goes_silent() -> None:
+    t = tracker()
+    steps = [(T0, request(A, IP, "10.0.0.1")), (T0 + 5, request(B, IP, "10.0.0.1"))]
+    for i in range(10):
+        steps.append((T0 + 10 + 10 * i, request(A, IP, "10.0.0.1")))
+        steps.append((T0 + 15 + 10 * i, request(B, IP, "10.0.0.1")))
+    events = feed(t, *steps)
+    assert [e.kind for e in events] == [EventKind.NEW_STATION, EventKind.CONFLICT]
+    feed(t, (T0 + 120, request(A, IP, "10.0.0.1")))  # B went silent at T0+105
+    events = t.tick(T0 + 200)
+    assert brief(events) == [("conflict_resolved", IP, A, B, "both_active")]
+    assert events[0].ts == T0 + 105 + 30
+    assert events[0].duration == 105 + 30 - 10
+    assert t.snapshot().conflicts_active_total == 0
+    assert next(b for b in t.bindings() if b.ip == parse_ip(IP)).mac == parse_mac(A)
+
+
+def test_protected_address_claimed_is_conflict_even_with_owner_silent() -> None:
+    rule = Protected(parse_ip("10.0.0.1"), parse_mac(GW))
+    t = tracker(protected=(rule,))
+    events = feed(t, (T0, reply(B, "10.0.0.1", C, "10.0.0.7")))
+    assert brief(events) == [("conflict", "10.0.0.1", B, GW, "owned_address_claimed")]
+    assert events[0].suspect == B
+    more = feed(t, *[(T0 + i, reply(B, "10.0.0.1", C, "10.0.0.7")) for i in range(1, 60, 2)])
+    assert more == []
+    events = t.tick(T0 + 200)
+    assert brief(events) == [("conflict_resolved", "10.0.0.1", GW, B, "owned_address_claimed")]
+
+
+def test_probe_for_live_address_is_probe_in_use_but_own_probe_is_not() -> None:
+    t = tracker()
+    feed(t, (T0, request(A, IP, "10.0.0.1")))
+    assert feed(t, (T0 + 1, probe(A, IP))) == []
+    events = feed(t, (T0 + 2, probe(B, IP)))
+    assert brief(events) == [("probe_in_use", IP, B, A, None)]
+    assert t.bindings()[0].mac == parse_mac(A)
+
+
+def test_probe_answered_by_quiet_owner_is_probe_in_use() -> None:
+    t = tracker()
+    feed(t, (T0, request(A, IP, "10.0.0.1")))
+    assert feed(t, (T0 + 600, probe(B, IP))) == []
+    events = feed(t, (T0 + 600.2, reply(A, IP, B, "0.0.0.0")))
+    assert brief(events) == [("probe_in_use", IP, B, A, None)]
+
+
+def test_invalid_sender_is_reported_and_never_bound() -> None:
+    t = tracker()
+    events = feed(t, (T0, request(BCAST, IP, "10.0.0.1", eth_src=A)))
+    assert [(e.kind.value, e.reason) for e in events] == [("invalid_arp", "sender_mac_broadcast")]
+    assert len(t) == 0
+    events = feed(t, (T0 + 1, request(A, IP, "10.0.0.1")))
+    assert brief(events) == [("new_station", IP, A, None, None)]
+
+
+def test_ethernet_mismatch_reported_once_and_binding_follows_sender_mac() -> None:
+    t = tracker()
+    events = feed(t, (T0, request(A, IP, "10.0.0.1", eth_src=B)),
+                  (T0 + 1, request(A, IP, "10.0.0.1", eth_src=B)))
+    assert brief(events) == [("ethernet_mismatch", IP, A, B, "ethernet_source_differs"),
+                             ("new_station", IP, A, None, None)]
+
+
+def test_own_nic_mac_is_not_a_mismatch() -> None:
+    t = tracker(own_macs=frozenset({parse_mac(C)}))
+    events = feed(t, (T0, garp(A, IP)))
+    events += t.observe(Decoder("eth0", 1).decode(  # type: ignore[arg-type]
+        arp_frame(1, A, IP, "00:00:00:00:00:00", IP, eth_src=C)), T0 + 1)
+    assert [e.kind for e in events] == [EventKind.NEW_STATION]
+
+
+def test_bogon_outside_configured_networks() -> None:
+    rule = NetworkRule(
+        __import__("arpwatchd.policy").policy.DomainMatch(),
+        ((parse_ip("10.0.0.0"), parse_ip("255.255.255.0")),),
+    )
+    t = tracker(networks=(rule,))
+    events = feed(t, (T0, request(A, IP, "10.0.0.1")), (T0 + 1, request(B, "192.168.9.9", IP)))
+    assert brief(events) == [("new_station", IP, A, None, None),
+                             ("bogon", "192.168.9.9", B, None, None)]
+
+
+def test_same_ip_in_two_vlans_is_two_addresses() -> None:
+    t = tracker()
+    events = feed(t, (T0, garp(A, IP, vlan=10)), (T0 + 1, garp(B, IP, vlan=20)),
+                  (T0 + 2, garp(A, IP, vlan=10)), (T0 + 3, garp(B, IP, vlan=20)))
+    assert [(e.kind.value, e.vlan, e.mac) for e in events] == [
+        ("new_station", 10, A), ("new_station", 20, B)]
+    assert t.tick(T0 + 1000) == []
+
+
+def test_new_activity_after_long_silence() -> None:
+    t = tracker(inactive_after=3600.0)
+    events = feed(t, (T0, request(A, IP, "10.0.0.1")), (T0 + 3599, request(A, IP, "10.0.0.1")),
+                  (T0 + 3599 + 3600, request(A, IP, "10.0.0.1")))
+    assert brief(events) == [("new_station", IP, A, None, None),
+                             ("new_activity", IP, A, None, None)]
+
+
+def test_flood_is_one_alarm_per_episode() -> None:
+    t = tracker()
+    steps = [(T0 + i * 0.05, request(A, IP, "10.0.0.1")) for i in range(150)]
+    events = [e for e in feed(t, *steps) if e.kind is EventKind.ARP_FLOOD]
+    assert [(e.mac, e.count) for e in events] == [(A, 101)]
+
+
+def test_scan_of_many_targets() -> None:
+    t = tracker()
+    steps = [(T0 + i * 0.01, request(A, IP, f"10.0.1.{i}")) for i in range(1, 200)]
+    events = [e for e in feed(t, *steps) if e.kind is EventKind.ARP_SCAN]
+    assert [(e.mac, e.count) for e in events] == [(A, 101)]
+
+
+def test_bindings_are_capped_with_least_recently_seen_evicted() -> None:
+    t = tracker(max_bindings=3)
+    feed(t, *[(T0 + i, request(A, f"10.0.0.{i}", "10.0.0.254")) for i in range(1, 4)])
+    feed(t, (T0 + 10, request(A, "10.0.0.1", "10.0.0.254")))  # .1 now most recent
+    feed(t, (T0 + 11, request(B, "10.0.0.9", "10.0.0.254")))
+    assert sorted(b.ip & 0xFF for b in t.bindings()) == [1, 3, 9]
+    assert t.snapshot().bindings_evicted == 1
+    _upserts, removed = t.changes()
+    assert ("eth0", None, parse_ip("10.0.0.2")) in removed
+
+
+def test_glbp_forwarders_share_an_address() -> None:
+    t = tracker()
+    g1, g2 = "00:07:b4:00:01:01", "00:07:b4:00:01:02"
+    events = feed(t, *[(T0 + i, reply(g1 if i % 2 else g2, "10.0.0.1", A, IP))
+                       for i in range(10)])
+    assert [e.kind for e in events] == [EventKind.NEW_STATION]
+
+
+def test_virtual_router_address_claimed_by_plain_mac_is_conflict() -> None:
+    t = tracker()
+    vrrp = "00:00:5e:00:01:05"
+    feed(t, (T0, request(A, IP, "10.0.0.1")), (T0 + 0.1, reply(vrrp, "10.0.0.1", A, IP)))
+    events = feed(t, (T0 + 5, garp(B, "10.0.0.1")))
+    assert brief(events) == [("conflict", "10.0.0.1", B, vrrp, "both_active")]
+    assert events[0].suspect == B
+
+
+def test_reply_target_contradicting_a_live_binding_is_conflict() -> None:
+    t = tracker()
+    # B claims the victim's address; the gateway's reply to the real victim says otherwise.
+    feed(t, (T0, request(B, IP, "10.0.0.1")))
+    feed(t, (T0 + 1, request(A, "10.0.0.9", "10.0.0.1")))
+    events = t.observe(
+        Decoder("eth0", 1).decode(arp_frame(REPLY, GW, "10.0.0.1", A, IP)),  # type: ignore[arg-type]
+        T0 + 2,
+    )
+    assert brief(events)[-1] == ("conflict", IP, B, A, "reply_target")
+
+
+def test_restore_is_silent_and_known_stations_are_not_new() -> None:
+    t = tracker()
+    t.restore([BindingRecord("eth0", None, parse_ip(IP), parse_mac(A), T0 - 100, T0 - 50)])
+    assert feed(t, (T0, request(A, IP, "10.0.0.1"))) == []
+    assert len(t) == 1
+
+
+def test_core_imports_no_io_modules() -> None:
+    """DESIGN: decoding and tracking are pure; no clock, socket, file or database."""
+    forbidden = {"time", "socket", "pcapy", "sqlite3", "prometheus_client", "select", "os"}
+    package = Path(__file__).parents[1] / "arpwatchd"
+    for name in ("decode.py", "tracker.py", "senders.py", "policy.py", "events.py"):
+        tree = ast.parse((package / name).read_text())
+        imported = {alias.name.split(".")[0] for node in ast.walk(tree)
+                    if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {(node.module or "").split(".")[0] for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom)}
+        assert not imported & forbidden, (name, imported & forbidden)
