@@ -194,6 +194,16 @@ class FileCapture:
         self._reader.close()
 
 
+def interface_mac(interface: str) -> bytes | None:
+    """The interface's own MAC (Linux sysfs), or None when it has none or does not exist."""
+    try:
+        text = (Path("/sys/class/net") / interface / "address").read_text().strip()
+        mac = bytes.fromhex(text.replace(":", ""))
+    except (OSError, ValueError):
+        return None
+    return mac if len(mac) == 6 else None
+
+
 def default_interface() -> str | None:
     """The first interface that is up and not loopback (Linux sysfs), as `run` without -i uses."""
     root = Path("/sys/class/net")

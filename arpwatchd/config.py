@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 
 import yaml
 
-from arpwatchd.addresses import parse_ip, parse_mac
+from arpwatchd.addresses import ip_text, mac_text, parse_ip, parse_mac
+from arpwatchd.defend import DefensePolicy, OwnedAddress
 from arpwatchd.policy import (
     ANY_VLAN,
     DomainMatch,
@@ -54,7 +55,7 @@ class CaptureConfig:
 @dataclass(frozen=True, slots=True)
 class MetricsConfig:
     address: str = "127.0.0.1"
-    port: int = 9747
+    port: int = 20806
     max_conflict_series: int = 200
 
 
@@ -64,6 +65,7 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    defense: DefensePolicy = field(default_factory=DefensePolicy)
     state_path: str = ""
     source: str = "(defaults)"
 
@@ -93,6 +95,19 @@ class Config:
                         "snaplen": self.capture.snaplen, "batch": self.capture.batch,
                         "promiscuous": self.capture.promiscuous},
             "metrics": {"address": self.metrics.address, "port": self.metrics.port},
+            "defend": {
+                "addresses": [
+                    {"ip": ip_text(a.ip), "mac": mac_text(a.mac), "interface": a.interface,
+                     "vlan": a.vlan, "group": sorted(mac_text(m) for m in a.group)}
+                    for a in self.defense.addresses
+                ],
+                "interval": self.defense.interval,
+                "delay": self.defense.delay,
+                "max": self.defense.max_defenses,
+                "rate": self.defense.rate,
+                "announce_at_start": self.defense.announce_at_start,
+                "ethernet_source": "owner" if self.defense.use_owner_mac_as_source else "nic",
+            },
         }
 
 
@@ -181,6 +196,7 @@ class _Node:
             raise self.fail(str(exc)) from None
 
 
+_IFNAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -257,7 +273,7 @@ class _Reader:
         top = root.mapping({
             "hold", "inactive_after", "solicit_window", "answer_window", "repeat_after",
             "flood", "scan", "limits", "networks", "failover_groups", "protected",
-            "output", "capture", "metrics", "state",
+            "output", "capture", "metrics", "state", "defend",
         })
         policy: dict[str, Any] = {}
         for key in ("hold", "inactive_after", "solicit_window", "answer_window", "repeat_after"):
@@ -290,6 +306,12 @@ class _Reader:
             )
         if "protected" in top:
             policy["protected"] = tuple(self.protected(n) for n in top["protected"].sequence())
+        defense = self.defense(top["defend"]) if "defend" in top else DefensePolicy()
+        protected = list(policy.get("protected", ()))
+        for owned in defense.addresses:
+            protected.append(Protected(owned.ip, owned.mac, owned.where, owned.group))
+        if protected:
+            policy["protected"] = tuple(protected)
         state_path = default_state_path()
         if "state" in top:
             state = top["state"].mapping({"path"})
@@ -300,6 +322,7 @@ class _Reader:
             output=self.output(top["output"]) if "output" in top else OutputConfig(),
             capture=self.capture(top["capture"]) if "capture" in top else CaptureConfig(),
             metrics=self.metrics(top["metrics"]) if "metrics" in top else MetricsConfig(),
+            defense=defense,
             state_path=state_path,
             source=self.source,
         )
@@ -342,6 +365,54 @@ class _Reader:
             ip=fields["ip"].convert(_ip),
             mac=fields["mac"].convert(_mac),
             where=self.where(fields),
+            group=group,
+        )
+
+    def defense(self, node: _Node) -> DefensePolicy:
+        fields = node.mapping({"addresses", "interval", "delay", "max", "rate",
+                               "announce_at_start", "ethernet_source"})
+        defaults = DefensePolicy()
+        source = fields["ethernet_source"].scalar() if "ethernet_source" in fields else "nic"
+        if source not in ("nic", "owner"):
+            raise fields["ethernet_source"].fail("expected 'nic' or 'owner'")
+        addresses = tuple(self.owned(n) for n in fields["addresses"].sequence()) \
+            if "addresses" in fields else ()
+        seen: set[tuple[str, int | None, int]] = set()
+        for owned, item in zip(addresses, fields["addresses"].sequence(), strict=False):
+            key = (owned.interface, owned.vlan, owned.ip)
+            if key in seen:
+                raise item.fail("this address is listed twice")
+            seen.add(key)
+        return DefensePolicy(
+            addresses=addresses,
+            interval=fields["interval"].convert(parse_duration)
+            if "interval" in fields else defaults.interval,
+            delay=fields["delay"].convert(parse_duration) if "delay" in fields else defaults.delay,
+            max_defenses=fields["max"].convert(_positive_int)
+            if "max" in fields else defaults.max_defenses,
+            rate=float(fields["rate"].convert(_positive_int))
+            if "rate" in fields else defaults.rate,
+            announce_at_start=fields["announce_at_start"].convert(_bool)
+            if "announce_at_start" in fields else False,
+            use_owner_mac_as_source=source == "owner",
+        )
+
+    def owned(self, node: _Node) -> OwnedAddress:
+        fields = node.mapping({"ip", "mac", "interface", "vlan", "group"})
+        for required in ("ip", "mac", "interface"):
+            if required not in fields:
+                raise node.fail(f"a defended address needs '{required}'")
+        interface = fields["interface"].scalar()
+        if not _IFNAME.match(interface):
+            raise fields["interface"].fail(f"not an interface name: {interface!r}")
+        vlan = fields["vlan"].convert(_vlan) if "vlan" in fields else 0
+        group = frozenset(m.convert(_mac) for m in fields["group"].sequence()) \
+            if "group" in fields else frozenset()
+        return OwnedAddress(
+            ip=fields["ip"].convert(_ip),
+            mac=fields["mac"].convert(_mac),
+            interface=interface,
+            vlan=vlan or None,
             group=group,
         )
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import traceback
+from dataclasses import replace
 
 from arpwatchd.capture import Batch
 from arpwatchd.config import Config
 from arpwatchd.decode import ArpFrame, Decoder
+from arpwatchd.defend import Defender, Send
 from arpwatchd.events import Event, EventKind, EventLimiter
 from arpwatchd.output import EventWriter, OutputError
 from arpwatchd.stats import SensorStats
@@ -21,6 +23,7 @@ from arpwatchd.tracker import BindingRecord, Tracker
 log = logging.getLogger("arpwatchd")
 
 MAX_PENDING_WRITES = 200_000
+OWN_FRAMES_KEPT = 1024
 
 
 class Sensor:
@@ -37,6 +40,8 @@ class Sensor:
         self.writer = writer
         self.store = store
         self.stats = stats or SensorStats()
+        self.defender: Defender | None = None
+        self._own_frames: dict[bytes, None] = {}
         self._pending: dict[tuple[str, int | None, int], BindingRecord | None] = {}
         self._pending_events: list[Event] = []
         self._store_failing = False
@@ -59,6 +64,8 @@ class Sensor:
         self.tracker.reconfigure(config.policy)
         self.limiter.limit = config.output.events_per_window
         self.limiter.window = config.output.event_window
+        if self.defender is not None:
+            self.defender.reconfigure(config.defense)
 
     def decoder(self, interface: str, linktype: int) -> Decoder:
         decoder = Decoder(interface, linktype)
@@ -72,12 +79,17 @@ class Sensor:
         """Decodes and tracks every frame of a batch, then emits and stores once."""
         observe = self.tracker.observe
         decode = decoder.decode_cached
+        defender = self.defender if self.defender and self.defender.active else None
+        own = self._own_frames
         events: list[Event] = []
         kinds: dict[str, int] = {}
         skipped: dict[str, int] = {}
         last_ts = None
         for ts, frame in batch.frames():
             try:
+                if own and frame in own:  # our own defense frame coming back: never react
+                    skipped["own_frame"] = skipped.get("own_frame", 0) + 1
+                    continue
                 result = decode(frame)
                 if isinstance(result, ArpFrame):
                     kinds[result.kind] = kinds.get(result.kind, 0) + 1
@@ -85,6 +97,8 @@ class Sensor:
                     found = observe(result, ts)
                     if found:
                         events.extend(found)
+                    if defender is not None:
+                        events.extend(defender.observe(result, ts))
                 else:
                     skipped[result] = skipped.get(result, 0) + 1
             except Exception:  # a bug must not stop the sensor; report each distinct one once
@@ -97,6 +111,32 @@ class Sensor:
                 self.stats.skipped[(interface, reason)] += n
             if last_ts is not None:
                 self.stats.capture(interface).last_arp = last_ts
+        self._emit(events)
+
+    def defense_due(self, now: float) -> list[Send]:
+        """Defense frames to send now (the caller sends them, then calls `defense_done`)."""
+        if self.defender is None:
+            return []
+        return self.defender.due(now)
+
+    def defense_done(self, sent: list[Send], failed: list[tuple[Send, str]],
+                     dry_run: bool = False) -> None:
+        events = []
+        for send in sent:
+            if dry_run:
+                log.warning("dry run: would send on %s: %s", send.interface, send.frame.hex())
+                events.append(replace(send.event, reason="dry_run"))
+                continue
+            self._own_frames[send.frame] = None
+            if len(self._own_frames) > OWN_FRAMES_KEPT:
+                del self._own_frames[next(iter(self._own_frames))]
+            events.append(send.event)
+            with self.stats.lock:
+                self.stats.defense_sent[send.interface] += 1
+        for send, reason in failed:
+            self._once(reason)
+            with self.stats.lock:
+                self.stats.defense_send_errors[send.interface] += 1
         self._emit(events)
 
     def tick(self, now: float) -> None:
@@ -119,6 +159,8 @@ class Sensor:
                     self.stats.events[(event.kind.value, event.severity.value)] += 1
                     if event.kind is EventKind.FAILOVER:
                         self.stats.failovers[(event.interface, str(event.vlan or ""))] += 1
+                    elif event.kind is EventKind.DEFENSE_FAILED:
+                        self.stats.defense_failures[event.interface] += 1
             events = self.limiter.filter(events)
             if self.limiter.dropped_now:
                 with self.stats.lock:

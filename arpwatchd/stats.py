@@ -44,6 +44,9 @@ class SensorStats:
     frame_errors: int = 0
     defense_sent: Counter[str] = field(default_factory=Counter)
     defense_failures: Counter[str] = field(default_factory=Counter)
+    """interface -> defense_failed events (the intruder kept claiming after defend_max)."""
+    defense_send_errors: Counter[str] = field(default_factory=Counter)
+    """interface -> defense frames libpcap could not send."""
     tracker: TrackerStats | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
