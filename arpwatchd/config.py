@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,6 +20,7 @@ import yaml
 
 from arpwatchd.addresses import ip_text, mac_text, parse_ip, parse_mac
 from arpwatchd.defend import DefensePolicy, OwnedAddress
+from arpwatchd.events import EventKind
 from arpwatchd.policy import (
     ANY_VLAN,
     DomainMatch,
@@ -27,6 +29,7 @@ from arpwatchd.policy import (
     Protected,
     TrackerPolicy,
 )
+from arpwatchd.suppress import SuppressRule
 
 T = TypeVar("T")
 
@@ -66,6 +69,7 @@ class Config:
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     defense: DefensePolicy = field(default_factory=DefensePolicy)
+    suppress: tuple[SuppressRule, ...] = ()
     state_path: str = ""
     source: str = "(defaults)"
 
@@ -243,6 +247,33 @@ def _vlan(text: str) -> int:
     return value
 
 
+def _event_kind(text: str) -> EventKind:
+    try:
+        return EventKind(text.strip())
+    except ValueError:
+        known = ", ".join(k.value for k in EventKind)
+        raise ValueError(f"unknown event {text!r} (known: {known})") from None
+
+
+def _mac_prefix(text: str) -> str:
+    """A whole MAC or a prefix of whole octets, normalised to lower-case colon form."""
+    parts = re.split(r"[:-]", text.strip().lower())
+    if not 1 <= len(parts) <= 6 or not all(re.fullmatch(r"[0-9a-f]{1,2}", p) for p in parts):
+        raise ValueError(f"not a MAC address or prefix: {text!r}")
+    return ":".join(p.zfill(2) for p in parts)
+
+
+def _timestamp(text: str) -> float:
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"not a date or time (use 2027-01-31 or 2027-01-31T12:00Z): "
+                         f"{text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
 def _prefix(text: str) -> tuple[int, int]:
     try:
         net = ipaddress.IPv4Network(text.strip(), strict=False)
@@ -273,7 +304,7 @@ class _Reader:
         top = root.mapping({
             "hold", "inactive_after", "solicit_window", "answer_window", "repeat_after",
             "flood", "scan", "limits", "networks", "failover_groups", "protected",
-            "output", "capture", "metrics", "state", "defend",
+            "output", "capture", "metrics", "state", "defend", "suppress",
         })
         policy: dict[str, Any] = {}
         for key in ("hold", "inactive_after", "solicit_window", "answer_window", "repeat_after"):
@@ -323,6 +354,8 @@ class _Reader:
             capture=self.capture(top["capture"]) if "capture" in top else CaptureConfig(),
             metrics=self.metrics(top["metrics"]) if "metrics" in top else MetricsConfig(),
             defense=defense,
+            suppress=tuple(self.suppress_rule(n) for n in top["suppress"].sequence())
+            if "suppress" in top else (),
             state_path=state_path,
             source=self.source,
         )
@@ -414,6 +447,24 @@ class _Reader:
             interface=interface,
             vlan=vlan or None,
             group=group,
+        )
+
+    def suppress_rule(self, node: _Node) -> SuppressRule:
+        fields = node.mapping({"events", "networks", "macs", "vlans", "until", "comment"})
+        if not fields.keys() - {"comment", "until"}:
+            raise node.fail("a suppression rule needs at least one of events, networks, "
+                            "macs, vlans (it would silence everything)")
+        return SuppressRule(
+            events=frozenset(e.convert(_event_kind) for e in fields["events"].sequence())
+            if "events" in fields else frozenset(),
+            networks=tuple(n.convert(_prefix) for n in fields["networks"].sequence())
+            if "networks" in fields else (),
+            macs=tuple(m.convert(_mac_prefix) for m in fields["macs"].sequence())
+            if "macs" in fields else (),
+            vlans=frozenset(v.convert(_vlan) for v in fields["vlans"].sequence())
+            if "vlans" in fields else frozenset(),
+            until=fields["until"].convert(_timestamp) if "until" in fields else None,
+            comment=fields["comment"].scalar() if "comment" in fields else "",
         )
 
     def output(self, node: _Node) -> OutputConfig:

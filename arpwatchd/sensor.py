@@ -18,6 +18,7 @@ from arpwatchd.events import Event, EventKind, EventLimiter
 from arpwatchd.output import EventWriter, OutputError
 from arpwatchd.stats import SensorStats
 from arpwatchd.store import Store, StoreError
+from arpwatchd.suppress import Suppressor
 from arpwatchd.tracker import BindingRecord, Tracker
 
 log = logging.getLogger("arpwatchd")
@@ -37,6 +38,7 @@ class Sensor:
         self.config = config
         self.tracker = Tracker(config.policy)
         self.limiter = EventLimiter(config.output.events_per_window, config.output.event_window)
+        self.suppressor = Suppressor(config.suppress)
         self.writer = writer
         self.store = store
         self.stats = stats or SensorStats()
@@ -64,6 +66,7 @@ class Sensor:
         self.tracker.reconfigure(config.policy)
         self.limiter.limit = config.output.events_per_window
         self.limiter.window = config.output.event_window
+        self.suppressor = Suppressor(config.suppress)
         if self.defender is not None:
             self.defender.reconfigure(config.defense)
 
@@ -161,6 +164,11 @@ class Sensor:
                         self.stats.failovers[(event.interface, str(event.vlan or ""))] += 1
                     elif event.kind is EventKind.DEFENSE_FAILED:
                         self.stats.defense_failures[event.interface] += 1
+            events, silenced = self.suppressor.split(events)
+            if silenced:
+                with self.stats.lock:
+                    for event in silenced:
+                        self.stats.suppressed[(event.kind.value, "rule")] += 1
             events = self.limiter.filter(events)
             if self.limiter.dropped_now:
                 with self.stats.lock:
