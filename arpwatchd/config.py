@@ -71,6 +71,7 @@ class Config:
     defense: DefensePolicy = field(default_factory=DefensePolicy)
     suppress: tuple[SuppressRule, ...] = ()
     state_path: str = ""
+    max_events: int = 1_000_000
     source: str = "(defaults)"
 
     def summary(self) -> dict[str, Any]:
@@ -79,6 +80,7 @@ class Config:
         return {
             "source": self.source,
             "state_path": self.state_path,
+            "max_events": self.max_events,
             "hold": p.hold,
             "inactive_after": p.inactive_after,
             "solicit_window": p.solicit_window,
@@ -344,10 +346,13 @@ class _Reader:
         if protected:
             policy["protected"] = tuple(protected)
         state_path = default_state_path()
+        max_events = 1_000_000
         if "state" in top:
-            state = top["state"].mapping({"path"})
+            state = top["state"].mapping({"path", "max_events"})
             if "path" in state:
                 state_path = state["path"].scalar()
+            if "max_events" in state:
+                max_events = state["max_events"].convert(_positive_int)
         return Config(
             policy=TrackerPolicy(**policy),
             output=self.output(top["output"]) if "output" in top else OutputConfig(),
@@ -357,6 +362,7 @@ class _Reader:
             suppress=tuple(self.suppress_rule(n) for n in top["suppress"].sequence())
             if "suppress" in top else (),
             state_path=state_path,
+            max_events=max_events,
             source=self.source,
         )
 

@@ -50,8 +50,13 @@ class StoreError(Exception):
 
 
 class Store:
-    def __init__(self, path: str, *, readonly: bool = False) -> None:
+    PRUNE_EVERY = 256
+    """Writes between trims of the event history to `max_events` rows."""
+
+    def __init__(self, path: str, *, readonly: bool = False, max_events: int = 1_000_000) -> None:
         self.path = path
+        self.max_events = max_events
+        self._writes = 0
         try:
             if readonly:
                 uri = Path(path).resolve().as_uri() + "?mode=ro"
@@ -125,6 +130,9 @@ class Store:
                     "DELETE FROM bindings WHERE interface = ? AND vlan = ? AND ip = ?",
                     ((interface, vlan or 0, ip) for interface, vlan, ip in removed),
                 )
+                self._writes += 1
+                if self._writes % self.PRUNE_EVERY == 0:
+                    self._prune()
                 self._db.executemany(
                     "INSERT INTO events (ts, event, severity, interface, vlan, ip, mac, json) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -136,6 +144,12 @@ class Store:
                 )
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot write state: {exc}") from None
+
+    def _prune(self) -> None:
+        """Keeps the newest `max_events` events, so a flood cannot fill the disk."""
+        self._db.execute(
+            "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?", (self.max_events,)
+        )
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)

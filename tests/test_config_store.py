@@ -123,3 +123,15 @@ def test_restart_does_not_report_known_stations_again(tmp_path: Path) -> None:
     assert [json.loads(line)["event"] for line in first.stdout.splitlines()] == ["new_station"] * 5
     second = subprocess.run(argv, capture_output=True, text=True, check=True)
     assert second.stdout == ""
+
+
+def test_event_history_is_capped(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "s.sqlite"), max_events=50)
+    store.PRUNE_EVERY = 1
+    for i in range(30):
+        batch = [Event(float(i * 10 + j), EventKind.ARP_FLOOD, "eth0", None, None,
+                       "02:00:00:00:00:0a") for j in range(10)]
+        store.write([], [], batch)
+    events = list(store.all_events())
+    assert 50 <= len(events) <= 60
+    assert json.loads(events[-1])["ts"].startswith("1970-01-01T00:04:59")
