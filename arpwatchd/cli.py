@@ -11,13 +11,23 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 
 from arpwatchd import __version__
-from arpwatchd.capture import CaptureError, default_interface
+from arpwatchd.capture import CaptureError, default_interface, interface_mac
 from arpwatchd.config import Config, ConfigError, load_config
-from arpwatchd.daemon import Flags, LiveLoop, install_signals, replay
+from arpwatchd.daemon import (
+    Flags,
+    LiveLoop,
+    install_signals,
+    replay,
+    serve_metrics,
+    wait_for_stop,
+)
+from arpwatchd.defend import Defender
+from arpwatchd.metrics import MetricsError, MetricsServer, parse_metrics_address
 from arpwatchd.output import EventWriter, OutputError
 from arpwatchd.sensor import Sensor
 from arpwatchd.stats import SensorStats
@@ -40,6 +50,20 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="log only errors on standard error")
 
 
+def _metrics_address(text: str) -> tuple[str, int]:
+    """argparse type for --metrics-address; ("", 0) means disabled."""
+    try:
+        return parse_metrics_address(text) or ("", 0)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _metrics_option(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--metrics-address", type=_metrics_address, metavar="HOST:PORT",
+                        help=f"serve Prometheus metrics here ([::1]:PORT for IPv6; 0 disables; "
+                             f"{default})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="arpwatchd",
@@ -56,20 +80,29 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-i", "--interface", action="append", metavar="IFACE",
                      help="interface to capture on (repeatable; default: the config's "
                           "capture.interfaces, else the first interface that is up)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="defense: log and report what would be sent, send nothing")
     run.add_argument("--state", metavar="PATH", help="SQLite state file (default: config "
                      "state.path, else $XDG_STATE_HOME/arpwatchd/state.sqlite or "
                      "./state/arpwatchd.sqlite)")
+    _metrics_option(run, "default: the config's metrics.address and metrics.port")
     _common(run)
 
     rep = sub.add_parser("replay", help="run the same core over pcap/pcapng files",
                          description="Replay capture files through the sensor; time is the "
                                      "packets' time. Holds and conflicts still open at the end "
-                                     "run to their end as if the network went quiet.")
+                                     "run to their end as if the network went quiet (with "
+                                     "--serve, when serving stops).")
     rep.add_argument("files", nargs="+", metavar="FILE", help="pcap or pcapng files, in order")
     rep.add_argument("-i", "--interface", default="replay", metavar="NAME",
                      help="interface name to report in events (default: replay)")
     rep.add_argument("--state", metavar="PATH",
                      help="SQLite state file to load and update (default: none, in memory)")
+    _metrics_option(rep, "default: off, or the config's metrics.address and metrics.port "
+                         "with --serve")
+    rep.add_argument("--serve", action="store_true",
+                     help="after the files, keep serving metrics until SIGTERM or SIGINT, with "
+                          "conflicts still open at the last packet kept active")
     _common(rep)
 
     check = sub.add_parser("check-config", help="validate a config file and print it",
@@ -104,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"arpwatchd: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (CaptureError, StoreError, OutputError) as exc:
+    except (CaptureError, StoreError, OutputError, MetricsError) as exc:
         print(f"arpwatchd: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
@@ -127,30 +160,63 @@ def _run(args: argparse.Namespace) -> int:
             print("arpwatchd: no interface is up; name one with -i", file=sys.stderr)
             return EXIT_USAGE
         interfaces = [found]
+    nic_macs = {name: mac for name in interfaces if (mac := interface_mac(name)) is not None}
+    config = _with_defense(config, interfaces, nic_macs)
     state_path = args.state or config.state_path
-    store = Store(state_path)
+    store = Store(state_path, max_events=config.max_events)
     writer = EventWriter(config.output.events)
     stats = SensorStats()
     sensor = Sensor(config, writer, store, stats)
+    if config.defense.addresses:
+        sensor.defender = Defender(config.defense, nic_macs)
     flags = Flags()
     install_signals(flags)
-    loop = LiveLoop(sensor, interfaces, flags, reload=lambda: _reload(args))
+    loop = LiveLoop(sensor, interfaces, flags, reload=lambda: _reload(args, interfaces, nic_macs),
+                    dry_run=args.dry_run)
     restored = sensor.restore()
+    endpoint = _metrics_endpoint(args, config, default_on=True)
+    server = serve_metrics(sensor, *endpoint) if endpoint else None
+    if server is not None:
+        log.info("metrics on %s", server.url)
     loop.open_all()
     log.info("capturing on %s; %d bindings restored from %s", ", ".join(interfaces), restored,
              state_path)
+    if sensor.defender is not None:
+        sensor.defender.start(time.time())
+        log.warning("defending %d address(es)%s", len(config.defense.addresses),
+                    " (dry run: nothing is sent)" if args.dry_run else "")
     try:
         loop.run()
     finally:
+        if server is not None:
+            server.close()
         store.close()
         writer.close()
     log.info("stopped (%s); state saved to %s", flags.signal_name or "end", state_path)
     return EXIT_OK
 
 
-def _reload(args: argparse.Namespace) -> Config | None:
+def _with_defense(config: Config, interfaces: list[str], nic_macs: dict[str, bytes]) -> Config:
+    """Checks defended addresses against what is captured; the sensor's NICs are its own.
+
+    Raises:
+        ConfigError: a defended address is on an interface this run does not capture.
+    """
+    for i, owned in enumerate(config.defense.addresses):
+        if owned.interface not in interfaces:
+            raise ConfigError(
+                f"{config.source}: defend.addresses[{i}].interface: {owned.interface} is not "
+                f"captured by this run ({', '.join(interfaces)}); refusing to defend it"
+            )
+    own = frozenset(nic_macs.values())
+    return replace(config, policy=replace(config.policy, own_macs=own))
+
+
+def _reload(
+    args: argparse.Namespace, interfaces: list[str], nic_macs: dict[str, bytes]
+) -> Config | None:
     try:
-        config = _configured(args)
+        config = _with_defense(_configured(args), interfaces, nic_macs)
     except ConfigError as exc:
         log.error("reload rejected, keeping the running config: %s", exc)
         return None
@@ -158,15 +224,46 @@ def _reload(args: argparse.Namespace) -> Config | None:
     return config
 
 
+def _metrics_endpoint(
+    args: argparse.Namespace, config: Config, default_on: bool
+) -> tuple[str, int] | None:
+    """--metrics-address if given, else the config's address when on by default; port 0 = off."""
+    if args.metrics_address is not None:
+        host, port = args.metrics_address
+    elif default_on:
+        host, port = config.metrics.address, config.metrics.port
+    else:
+        return None
+    return (host, port) if port else None
+
+
 def _replay(args: argparse.Namespace) -> int:
     config = _configured(args)
-    store = Store(args.state) if args.state else None
+    endpoint = _metrics_endpoint(args, config, default_on=args.serve)
+    if args.serve and endpoint is None:
+        print("arpwatchd: --serve needs a metrics endpoint: give --metrics-address HOST:PORT",
+              file=sys.stderr)
+        return EXIT_USAGE
+    flags = Flags()
+    if args.serve:
+        install_signals(flags)
+    store = Store(args.state, max_events=config.max_events) if args.state else None
     writer = EventWriter(config.output.events)
     sensor = Sensor(config, writer, store)
-    sensor.restore()
+    server: MetricsServer | None = None
     try:
-        errors = replay(sensor, args.files, args.interface)
+        if endpoint is not None:
+            server = serve_metrics(sensor, *endpoint)
+        sensor.restore()
+        errors = replay(sensor, args.files, args.interface, finish=not args.serve)
+        if server is not None and args.serve:
+            print(f"arpwatchd: files read; serving metrics on {server.url} until SIGTERM or "
+                  f"SIGINT", file=sys.stderr, flush=True)
+            wait_for_stop(flags)
+            sensor.finish()
     finally:
+        if server is not None:
+            server.close()
         if store is not None:
             store.close()
         writer.close()

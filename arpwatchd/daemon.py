@@ -19,6 +19,7 @@ from types import FrameType
 from arpwatchd.capture import CaptureError, FileCapture, LiveCapture
 from arpwatchd.config import Config
 from arpwatchd.decode import Decoder
+from arpwatchd.metrics import MetricsServer, start_metrics
 from arpwatchd.sensor import Sensor
 
 log = logging.getLogger("arpwatchd")
@@ -70,10 +71,12 @@ class LiveLoop:
         interfaces: list[str],
         flags: Flags,
         reload: Callable[[], Config | None] | None = None,
+        dry_run: bool = False,
     ) -> None:
         self.sensor = sensor
         self.flags = flags
         self.reload = reload
+        self.dry_run = dry_run
         self.handles = [_Handle(name) for name in interfaces]
 
     def open_all(self) -> None:
@@ -104,8 +107,10 @@ class LiveLoop:
                 self._reload()
             now = time.time()
             live = {h.capture: h for h in self.handles if h.capture is not None}
-            deadline = sensor.tracker.next_deadline()
-            timeout = TICK if deadline is None else max(0.0, min(TICK, deadline - now))
+            deadlines = [d for d in (sensor.tracker.next_deadline(),
+                                     sensor.defender.next_due() if sensor.defender else None)
+                         if d is not None]
+            timeout = max(0.0, min([TICK] + [d - now for d in deadlines]))
             try:
                 ready, _, _ = select.select(list(live), [], [], timeout)
             except InterruptedError:
@@ -114,6 +119,7 @@ class LiveLoop:
                 self._drain(live[capture], batch_size)
             now = time.time()
             sensor.tick(now)
+            self._defend(now)
             if now >= next_stats:
                 self._refresh_stats(now)
                 next_stats = now + STATS_EVERY
@@ -134,6 +140,26 @@ class LiveLoop:
             if not batch:
                 return
             self.sensor.feed(handle.decoder, batch)
+
+    def _defend(self, now: float) -> None:
+        sends = self.sensor.defense_due(now)
+        if not sends:
+            return
+        sent, failed = [], []
+        by_name = {h.interface: h for h in self.handles}
+        for send in sends:
+            handle = by_name.get(send.interface)
+            if self.dry_run:
+                sent.append(send)
+            elif handle is None or handle.capture is None:
+                failed.append((send, f"{send.interface}: not capturing; defense not sent"))
+            else:
+                try:
+                    handle.capture.send(send.frame)
+                    sent.append(send)
+                except CaptureError as exc:
+                    failed.append((send, str(exc)))
+        self.sensor.defense_done(sent, failed, dry_run=self.dry_run)
 
     def _lost(self, handle: _Handle, reason: str) -> None:
         log.error("%s; will retry with backoff", reason)
@@ -183,8 +209,14 @@ class LiveLoop:
             self.sensor.reconfigure(config)
 
 
-def replay(sensor: Sensor, paths: list[str], interface: str = "replay") -> list[str]:
+def replay(
+    sensor: Sensor, paths: list[str], interface: str = "replay", finish: bool = True
+) -> list[str]:
     """Feeds capture files in order; returns one error line per damaged or unreadable file.
+
+    With `finish=False` (replay --serve) holds and conflicts still open at the last packet
+    stay open, so the metrics show the network as the capture left it; the caller runs
+    `sensor.finish()` when it stops serving.
 
     Raises:
         CaptureError: a file cannot be opened at all (missing, not a capture).
@@ -202,5 +234,19 @@ def replay(sensor: Sensor, paths: list[str], interface: str = "replay") -> list[
         if source.error is not None:
             errors.append(source.error)
         source.close()
-    sensor.finish()
+    if finish:
+        sensor.finish()
+    else:
+        sensor.flush()
     return errors
+
+
+def serve_metrics(sensor: Sensor, address: str, port: int) -> MetricsServer:
+    """Starts the metrics endpoint for a sensor; the start time is read here (the clock)."""
+    return start_metrics(sensor.stats, sensor.config, address, port, started=time.time())
+
+
+def wait_for_stop(flags: Flags) -> None:
+    """Blocks until SIGTERM or SIGINT sets the flag (replay --serve keeps serving meanwhile)."""
+    while not flags.stop:
+        time.sleep(TICK)

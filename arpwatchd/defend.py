@@ -8,9 +8,10 @@ after its last update, and an intruder sending unsolicited replies re-poisons ca
 defenses. A claim counts as answered only by a defense sent at least `delay` (default 1.5 s)
 after it. So the first defense goes `delay` after the first claim, then at most one per
 `interval` (DEFEND_INTERVAL, 10 s) per address while claims keep coming, and one more
-`delay` after the last claim (or at the next interval) unless a defense already answered it. After `max_defenses` in one episode a still-claiming
-intruder raises `defense_failed` once; defending goes on. A global token bucket caps frames
-per second across all addresses. Time is a parameter; sending is the caller's job.
+`delay` after the last claim (or at the next interval) unless a defense already answered it.
+After `max_defenses` in one episode a still-claiming intruder raises `defense_failed` once;
+defending goes on. A global token bucket caps frames per second across all addresses.
+Time is a parameter; sending is the caller's job.
 """
 
 from __future__ import annotations

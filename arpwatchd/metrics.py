@@ -1,0 +1,355 @@
+"""Prometheus metrics: the only module that imports prometheus_client.
+
+Why a custom Collector and not gauges set by the loop: the capture loop must never wait on a
+scrape, and a scrape must never see half an update. The loop only adds to plain counters in
+`SensorStats` (under its lock, once per batch) and swaps in an immutable `TrackerStats`
+snapshot; `ArpwatchCollector.collect()` runs on the HTTP server's daemon thread, copies what
+it needs under the lock, and builds fresh metric families each time, so a series whose label
+value disappeared (a resolved conflict) is simply not exported again (client_python's
+`process_collector`, prometheus/docs "writing exporters").
+
+Naming follows the Prometheus conventions: an `arpwatchd_` prefix, base units, `_total` only on
+counters, `_timestamp_seconds` for points in time, `_info` for metadata. Label values come
+from closed enums or the configuration (interface, VLAN, event, kind, reason) with one bounded
+exception: `arpwatchd_conflict_active` carries the conflicting `ip`, because an operator's
+dashboard must say which address is in conflict; the tracker caps those series at
+`metrics.max_conflict_series` and `arpwatchd_active_conflicts` always has the true count.
+Series known in advance are exported at 0 from the start, so `increase()` and alerts see the
+first event, and no sample carries a timestamp.
+
+VLAN labels are the 802.1Q id as text, or empty for untagged frames (Prometheus treats an
+empty label as absent, so `vlan=~".*"` matches both).
+"""
+
+from __future__ import annotations
+
+import platform
+import threading
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from arpwatchd import __version__
+from arpwatchd.config import Config
+from arpwatchd.decode import ArpKind, SkipReason
+from arpwatchd.events import EventKind
+from arpwatchd.stats import CaptureState, SensorStats
+from arpwatchd.tracker import TrackerStats
+
+PREFIX = "arpwatchd_"
+SKIP_REASONS = (*(r.value for r in SkipReason), "own_frame")
+"""Decoder skip reasons, plus the sensor's own defense frames seen coming back."""
+SUPPRESSION_CAUSES = ("rate_limit", "rule")
+"""Why an event was not emitted: the event rate limit, or an operator's suppression rule."""
+
+
+class MetricsError(Exception):
+    """The metrics endpoint cannot be served (port busy, bad address); one line."""
+
+
+def vlan_label(vlan: int | str | None) -> str:
+    """The `vlan` label value: the VLAN id, or "" when untagged (None or 0)."""
+    if vlan is None or vlan in (0, "0"):
+        return ""
+    return str(vlan)
+
+
+def parse_metrics_address(text: str) -> tuple[str, int] | None:
+    """Parses `--metrics-address`: HOST:PORT, [IPv6]:PORT or :PORT; `0` or port 0 disable.
+
+    Returns:
+        (host, port), or None when metrics are disabled. An empty host means all addresses.
+
+    Raises:
+        ValueError: with a message fit for the command line.
+    """
+    text = text.strip()
+    if text == "0":
+        return None
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        raise ValueError(f"expected HOST:PORT (or 0 to disable), got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"write an IPv6 address in brackets, [::1]:PORT, got {text!r}")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"not a TCP port (0 disables metrics): {port_text!r}")
+    port = int(port_text)
+    if port == 0:
+        return None
+    return host, port
+
+
+@dataclass(frozen=True, slots=True)
+class _Copy:
+    """What one scrape reads, copied under `SensorStats.lock` so the loop is held briefly."""
+
+    packets: dict[tuple[str, str], int]
+    skipped: dict[tuple[str, str], int]
+    events: dict[tuple[str, str], int]
+    suppressed: dict[tuple[str, str], int]
+    failovers: dict[tuple[str, str], int]
+    captures: dict[str, CaptureState]
+    store_write_errors: int
+    store_writes: int
+    frame_errors: int
+    defense_sent: dict[str, int]
+    defense_failures: dict[str, int]
+    defense_send_errors: dict[str, int]
+    tracker: TrackerStats | None
+
+
+def _copy(stats: SensorStats) -> _Copy:
+    with stats.lock:
+        return _Copy(
+            packets=dict(stats.packets),
+            skipped=dict(stats.skipped),
+            events=dict(stats.events),
+            suppressed=dict(stats.suppressed),
+            failovers=dict(stats.failovers),
+            captures={name: replace(state) for name, state in stats.captures.items()},
+            store_write_errors=stats.store_write_errors,
+            store_writes=stats.store_writes,
+            frame_errors=stats.frame_errors,
+            defense_sent=dict(stats.defense_sent),
+            defense_failures=dict(stats.defense_failures),
+            defense_send_errors=dict(stats.defense_send_errors),
+            tracker=stats.tracker,
+        )
+
+
+def _with_zeros(
+    values: dict[tuple[str, str], int], known: Iterable[tuple[str, str]]
+) -> Counter[tuple[str, str]]:
+    out: Counter[tuple[str, str]] = Counter(dict.fromkeys(known, 0))
+    out.update(values)
+    return out
+
+
+class ArpwatchCollector(Collector):
+    """Builds every arpwatchd metric family from a `SensorStats` at scrape time.
+
+    Args:
+        stats: the sensor's counters; read under `stats.lock`, never written.
+        max_conflict_series: at most this many `arpwatchd_conflict_active` series (the tracker
+            snapshot is already capped; this is a second guard).
+        started: the sensor's start, seconds since the epoch (the caller reads the clock).
+    """
+
+    def __init__(self, stats: SensorStats, *, max_conflict_series: int = 200,
+                 started: float = 0.0) -> None:
+        self.stats = stats
+        self.max_conflict_series = max_conflict_series
+        self.started = started
+
+    def collect(self) -> Iterator[Metric]:
+        c = _copy(self.stats)
+        interfaces = sorted(
+            set(c.captures) | {i for i, _ in c.packets} | {i for i, _ in c.skipped}
+        )
+        yield from self._info()
+        yield from self._traffic(c, interfaces)
+        yield from self._events(c)
+        yield from self._state(c)
+        yield from self._capture(c)
+        yield from self._health(c, interfaces)
+
+    def _info(self) -> Iterator[Metric]:
+        info = GaugeMetricFamily(
+            PREFIX + "build_info", "arpwatchd version and Python runtime; always 1.",
+            labels=["version", "python_version"])
+        info.add_metric([__version__, platform.python_version()], 1)
+        yield info
+        yield GaugeMetricFamily(
+            PREFIX + "start_time_seconds", "When this sensor process started (Unix time).",
+            value=self.started)
+
+    def _traffic(self, c: _Copy, interfaces: list[str]) -> Iterator[Metric]:
+        packets = CounterMetricFamily(
+            PREFIX + "arp_packets", "ARP frames decoded, by interface and kind (request, reply, "
+            "announcement, probe, invalid).", labels=["interface", "kind"])
+        known = [(i, k.value) for i in interfaces for k in ArpKind]
+        for (interface, kind), n in sorted(_with_zeros(c.packets, known).items()):
+            packets.add_metric([interface, kind], n)
+        yield packets
+        skipped = CounterMetricFamily(
+            PREFIX + "frames_skipped", "Captured frames that were not usable ARP, by interface "
+            "and reason.", labels=["interface", "reason"])
+        known = [(i, r) for i in interfaces for r in SKIP_REASONS]
+        for (interface, reason), n in sorted(_with_zeros(c.skipped, known).items()):
+            skipped.add_metric([interface, reason], n)
+        yield skipped
+        yield CounterMetricFamily(
+            PREFIX + "frame_errors", "Frames whose processing raised an internal error (a bug; "
+            "the frame was skipped and the sensor went on).", value=c.frame_errors)
+
+    def _events(self, c: _Copy) -> Iterator[Metric]:
+        events = CounterMetricFamily(
+            PREFIX + "events", "Events detected, by event and severity, including events later "
+            "suppressed.", labels=["event", "severity"])
+        known = [(k.value, k.severity.value) for k in EventKind]
+        for (event, severity), n in sorted(_with_zeros(c.events, known).items()):
+            events.add_metric([event, severity], n)
+        yield events
+        suppressed = CounterMetricFamily(
+            PREFIX + "events_suppressed", "Events detected but not emitted, by event and cause "
+            "(rate_limit, rule).", labels=["event", "cause"])
+        known = [(k.value, cause) for k in EventKind for cause in SUPPRESSION_CAUSES]
+        for (event, cause), n in sorted(_with_zeros(c.suppressed, known).items()):
+            suppressed.add_metric([event, cause], n)
+        yield suppressed
+
+    def _state(self, c: _Copy) -> Iterator[Metric]:
+        t = c.tracker
+        domains = [(i, vlan_label(v)) for i, v in t.bindings] if t is not None else []
+        failovers = CounterMetricFamily(
+            PREFIX + "failovers", "Ownership moves judged legitimate failover (announced, or "
+            "within a failover group), by interface and VLAN.", labels=["interface", "vlan"])
+        normalised: Counter[tuple[str, str]] = Counter()
+        for (interface, vlan), n in c.failovers.items():
+            normalised[(interface, vlan_label(vlan))] += n
+        for (interface, vlan), n in sorted(_with_zeros(normalised, domains).items()):
+            failovers.add_metric([interface, vlan], n)
+        yield failovers
+        bindings = GaugeMetricFamily(
+            PREFIX + "bindings", "IP to MAC bindings held in memory, by interface and VLAN.",
+            labels=["interface", "vlan"])
+        conflict = GaugeMetricFamily(
+            PREFIX + "conflict_active", "1 for each address in an active conflict (two MACs "
+            "claiming it); capped at metrics.max_conflict_series series.",
+            labels=["interface", "vlan", "ip"])
+        if t is not None:
+            per_domain: Counter[tuple[str, str]] = Counter()
+            for (interface, vlan_id), n in t.bindings.items():
+                per_domain[(interface, vlan_label(vlan_id))] += n
+            for labels, n in sorted(per_domain.items()):
+                bindings.add_metric(list(labels), n)
+            for interface, vlan_id, ip in t.active_conflicts[: self.max_conflict_series]:
+                conflict.add_metric([interface, vlan_label(vlan_id), ip], 1)
+        yield bindings
+        yield conflict
+        yield GaugeMetricFamily(
+            PREFIX + "active_conflicts", "Addresses in an active conflict, uncapped.",
+            value=t.conflicts_active_total if t is not None else 0)
+        yield GaugeMetricFamily(
+            PREFIX + "holds_active", "Ownership changes waiting out the hold before they are "
+            "judged failover or changed MAC.", value=t.holds_active if t is not None else 0)
+        yield CounterMetricFamily(
+            PREFIX + "bindings_evicted", "Bindings dropped because limits.max_bindings was "
+            "reached (least recently seen first).",
+            value=t.bindings_evicted if t is not None else 0)
+        yield GaugeMetricFamily(
+            PREFIX + "senders_tracked", "MAC addresses tracked for flood and scan detection.",
+            value=t.senders_tracked if t is not None else 0)
+
+    def _capture(self, c: _Copy) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            PREFIX + "capture_up", "1 while the interface is being captured, 0 while it is "
+            "lost and being reopened.", labels=["interface"])
+        received = CounterMetricFamily(
+            PREFIX + "capture_packets_received", "Packets that passed the kernel filter "
+            "(libpcap ps_recv).", labels=["interface"])
+        dropped = CounterMetricFamily(
+            PREFIX + "capture_packets_dropped", "Packets dropped because the capture buffer "
+            "was full (libpcap ps_drop).", labels=["interface"])
+        if_dropped = CounterMetricFamily(
+            PREFIX + "capture_packets_interface_dropped", "Packets dropped by the network "
+            "interface or its driver (libpcap ps_ifdrop).", labels=["interface"])
+        restarts = CounterMetricFamily(
+            PREFIX + "capture_restarts", "Times a lost interface was opened again.",
+            labels=["interface"])
+        last_arp = GaugeMetricFamily(
+            PREFIX + "last_arp_timestamp_seconds", "Packet time of the last ARP frame seen on "
+            "the interface (Unix time; 0 = none yet).", labels=["interface"])
+        for interface, state in sorted(c.captures.items()):
+            up.add_metric([interface], 1 if state.up else 0)
+            received.add_metric([interface], state.received)
+            dropped.add_metric([interface], state.dropped)
+            if_dropped.add_metric([interface], state.interface_dropped)
+            restarts.add_metric([interface], state.restarts)
+            last_arp.add_metric([interface], state.last_arp or 0.0)
+        yield from (up, received, dropped, if_dropped, restarts, last_arp)
+
+    def _health(self, c: _Copy, interfaces: list[str]) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            PREFIX + "store_writes", "Batches written to the state store.",
+            value=c.store_writes)
+        yield CounterMetricFamily(
+            PREFIX + "store_write_errors", "Failed writes to the state store (the sensor keeps "
+            "state in memory and retries).", value=c.store_write_errors)
+        defense = (
+            (c.defense_sent, CounterMetricFamily(
+                PREFIX + "defense_packets_sent", "ARP announcements sent to defend owned "
+                "addresses, by interface.", labels=["interface"])),
+            (c.defense_send_errors, CounterMetricFamily(
+                PREFIX + "defense_send_errors", "Defense announcements that could not be sent "
+                "(interface lost, libpcap error).", labels=["interface"])),
+            (c.defense_failures, CounterMetricFamily(
+                PREFIX + "defense_failures", "Defenses that failed: the intruder still claimed "
+                "the address after defend_max announcements (defense_failed events).",
+                labels=["interface"])),
+        )
+        for values, family in defense:
+            for interface in sorted(set(interfaces) | set(values)):
+                family.add_metric([interface], values.get(interface, 0))
+            yield family
+
+
+class MetricsServer:
+    """The HTTP endpoint serving one private registry from a daemon thread."""
+
+    def __init__(self, server: WSGIServer, thread: threading.Thread, host: str,
+                 port: int, registry: CollectorRegistry) -> None:
+        self._server = server
+        self._thread = thread
+        self.host = host
+        self.port = port
+        self.registry = registry
+
+    @property
+    def url(self) -> str:
+        host = self.host or "0.0.0.0"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}/metrics"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def build_registry(stats: SensorStats, config: Config, started: float) -> CollectorRegistry:
+    """A private registry holding only the arpwatchd collector (no default process metrics)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ArpwatchCollector(
+        stats, max_conflict_series=config.metrics.max_conflict_series, started=started))
+    return registry
+
+
+def start_metrics(
+    stats: SensorStats, config: Config, address: str, port: int, *, started: float = 0.0
+) -> MetricsServer:
+    """Serves /metrics on address:port from a daemon thread; returns the running server.
+
+    Raises:
+        MetricsError: the port is busy or the address cannot be bound, in one line.
+    """
+    registry = build_registry(stats, config, started)
+    bind = address or "0.0.0.0"
+    try:
+        server, thread = start_http_server(port, addr=bind, registry=registry)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        shown = f"[{bind}]" if ":" in bind else bind
+        raise MetricsError(
+            f"metrics: cannot listen on {shown}:{port}: {reason}; choose another with "
+            f"--metrics-address HOST:PORT or metrics.port in the config (0 disables)"
+        ) from None
+    return MetricsServer(server, thread, bind, server.server_port, registry)
