@@ -16,7 +16,9 @@ from typing import Any
 
 import pcapy
 
-ARP_FILTER = "arp or (vlan and arp) or (vlan and vlan and arp)"
+# libpcap's `vlan` shifts the offsets for the rest of the expression, even across `or`, so
+# the QinQ branch must nest inside the single-tag one.
+ARP_FILTER = "arp or (vlan and (arp or (vlan and arp)))"
 ARP_FILTER_NO_VLAN = "arp"  # Linux cooked captures: libpcap has no VLAN keyword there
 META = struct.Struct("=IIII")
 _IFF_UP = 0x1

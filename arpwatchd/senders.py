@@ -39,7 +39,7 @@ class SenderStats:
         self.owned = 0
         self.unannounced = 0
 
-    def suspicion(self) -> int:
+    def suspicion(self, holds_contested: bool = False) -> int:
         """Weight of the evidence against this MAC (DESIGN.md section 3, "suspect")."""
         score = 0
         if self.unsolicited:
@@ -48,7 +48,7 @@ class SenderStats:
             score += 2
         if self.unannounced >= 2:
             score += 1
-        if self.owned >= 2:
+        if self.owned - holds_contested >= 1:  # another IP of its own besides the contested one
             score += 1
         return score
 
@@ -135,11 +135,15 @@ class Senders:
                 return RateAlarm(mac, len(targets), stats.scan_start)
         return None
 
-    def suspect(self, a: bytes, b: bytes) -> bytes | None:
-        """The one of two MACs the evidence points at, or None when it does not point one way."""
+    def suspect(self, a: bytes, b: bytes, holder: bytes | None = None) -> bytes | None:
+        """The one of two MACs the evidence points at, or None when it does not point one way.
+
+        `holder` is the MAC currently bound to the contested address, which its `owned`
+        count includes.
+        """
         stats_a, stats_b = self._stats.get(a), self._stats.get(b)
-        score_a = stats_a.suspicion() if stats_a else 0
-        score_b = stats_b.suspicion() if stats_b else 0
+        score_a = stats_a.suspicion(holder == a) if stats_a else 0
+        score_b = stats_b.suspicion(holder == b) if stats_b else 0
         if score_a > score_b:
             return a
         if score_b > score_a:

@@ -96,6 +96,8 @@ class Sensor:
                 result = decode(frame)
                 if isinstance(result, ArpFrame):
                     kinds[result.kind] = kinds.get(result.kind, 0) + 1
+                    if result.problem is not None:  # invalid ARP: also counted by reason
+                        skipped[result.problem] = skipped.get(result.problem, 0) + 1
                     last_ts = ts
                     found = observe(result, ts)
                     if found:

@@ -83,7 +83,9 @@ class _Unsettled:
         "announced_at",
         "claims",
         "deadline",
+        "gap",
         "members",
+        "old_last",
         "old_mac",
         "phase",
         "reason",
@@ -98,6 +100,8 @@ class _Unsettled:
         self.since = since
         self.deadline = deadline
         self.old_mac = ZERO_MAC
+        self.old_last = since
+        self.gap = 0.0
         self.takeover = Takeover.PLAIN
         self.announced_at: float | None = None
         self.reused = False
@@ -167,21 +171,27 @@ class Tracker:
         if ts >= self._next_deadline:
             self._expire(ts, events)
         dom = self._domain(frame.interface, frame.vlan)
-        sender = frame.eth_src if frame.eth_src is not None else frame.sha
-        alarm = self._senders.count_frame(sender, ts)
-        if alarm is not None:
-            events.append(self._event(ts, EventKind.ARP_FLOOD, dom, None, sender,
-                                      count=alarm.count, since=alarm.since))
         kind = frame.kind
+        # Replies to requests are a host's normal workload (a gateway answers hundreds), so
+        # only frames a MAC sends on its own initiative count towards a flood.
+        solicited = kind is not ArpKind.REPLY or self._solicited(frame, dom, ts)
+        if kind is not ArpKind.REPLY or not solicited:
+            sender = frame.eth_src if frame.eth_src is not None else frame.sha
+            alarm = self._senders.count_frame(sender, ts)
+            if alarm is not None:
+                events.append(self._event(ts, EventKind.ARP_FLOOD, dom, None, sender,
+                                          count=alarm.count, since=alarm.since))
         if kind is ArpKind.INVALID:
-            events.append(self._event(ts, EventKind.INVALID_ARP, dom, frame.spa or None,
-                                      frame.sha, reason=frame.problem))
+            self._invalid(frame, dom, ts, events)
             return events
         if frame.ethernet_mismatch:
             self._mismatch(frame, dom, ts, events)
-        if kind is ArpKind.PROBE or kind is ArpKind.REQUEST:
+        if frame.op == 1:  # requests, probes and gratuitous requests all ask for tpa
             self._asked.note((dom, frame.tpa, frame.sha), ts)
             self._asked.note((dom, frame.tpa, None), ts)
+        if kind is ArpKind.ANNOUNCEMENT:
+            self._asked.note((dom, frame.spa, frame.sha, ArpKind.ANNOUNCEMENT), ts)
+        if kind is ArpKind.PROBE or kind is ArpKind.REQUEST:
             scan = self._senders.count_target(frame.sha, frame.tpa, ts)
             if scan is not None:
                 events.append(self._event(ts, EventKind.ARP_SCAN, dom, None, frame.sha,
@@ -189,9 +199,9 @@ class Tracker:
             if kind is ArpKind.PROBE:
                 self._probe(frame, dom, ts, events)
                 return events
-        self._claim(frame, dom, ts, events)
+        self._claim(frame, dom, ts, solicited, events)
         if kind is ArpKind.REPLY:
-            self._reply_evidence(frame, dom, ts, events)
+            self._reply_evidence(frame, dom, ts, solicited, events)
         return events
 
     def tick(self, now: float) -> list[Event]:
@@ -268,7 +278,9 @@ class Tracker:
 
     # ----------------------------------------------------------------- claims
 
-    def _claim(self, frame: ArpFrame, dom: int, ts: float, events: list[Event]) -> None:
+    def _claim(
+        self, frame: ArpFrame, dom: int, ts: float, solicited: bool, events: list[Event]
+    ) -> None:
         key = dom << 32 | frame.spa
         sha = frame.sha
         b = self._bindings.get(key)
@@ -283,7 +295,7 @@ class Tracker:
                                           since=b.last_seen))
             self._touch(key, b, ts)
         else:
-            self._takeover(frame, dom, key, b, ts, events)
+            self._takeover(frame, dom, key, b, ts, solicited, events)
 
     def _new_binding(
         self, frame: ArpFrame, dom: int, key: int, ts: float, events: list[Event]
@@ -308,7 +320,14 @@ class Tracker:
             events.append(self._event(ts, EventKind.NEW_STATION, dom, ip, sha))
 
     def _takeover(
-        self, frame: ArpFrame, dom: int, key: int, b: Binding, ts: float, events: list[Event]
+        self,
+        frame: ArpFrame,
+        dom: int,
+        key: int,
+        b: Binding,
+        ts: float,
+        solicited: bool,
+        events: list[Event],
     ) -> None:
         old, new, ip = b.mac, frame.sha, frame.spa
         interface, vlan = self._domains[dom]
@@ -327,7 +346,15 @@ class Tracker:
                                  ConflictReason.BOTH_ACTIVE, new, events)
             return
         if frame.kind is ArpKind.REPLY:
-            if not self._solicited(frame, dom, ts):
+            window = self.policy.answer_window
+            announced = (dom, ip, old, ArpKind.ANNOUNCEMENT)
+            if frame.tha == old and self._asked.within(announced, ts, window):
+                # the owner just announced its own address and B answers, claiming it
+                self._start_conflict(key, dom, ts, {old: b.last_seen, new: ts}, new, old,
+                                     ConflictReason.ANNOUNCEMENT_ANSWERED,
+                                     self._suspect(key, old, new), events)
+                return
+            if not solicited:
                 self._start_conflict(key, dom, ts, {old: ts, new: ts}, new, old,
                                      ConflictReason.UNSOLICITED_TAKEOVER, new, events)
                 return
@@ -340,10 +367,11 @@ class Tracker:
             ):
                 self._start_conflict(key, dom, ts, {old: answered[2], new: ts}, new, old,
                                      ConflictReason.BOTH_ACTIVE,
-                                     self._senders.suspect(old, new), events)
+                                     self._suspect(key, old, new), events)
                 return
         u = _Unsettled(Phase.HOLD, ts, ts + self.policy.hold)
         u.old_mac = old
+        u.old_last = b.last_seen
         u.reused = new in b.previous
         if self.policy.same_group(interface, vlan, ip, old, new):
             u.takeover = Takeover.GROUP
@@ -365,8 +393,10 @@ class Tracker:
         sha = frame.sha
         if u.phase is Phase.CONFLICT:
             u.claims += 1
-            if sha in u.members:
-                if u.members[sha] != INF:
+            previous = u.members.get(sha)
+            if previous is not None:
+                if previous != INF:
+                    u.gap = _rhythm(u.gap, ts - previous, self.policy.hold)
                     u.members[sha] = ts
             elif len(u.members) < MAX_CONFLICT_MEMBERS:
                 u.members[sha] = ts
@@ -405,9 +435,10 @@ class Tracker:
         events: list[Event],
     ) -> None:
         del self._unsettled[key]
-        suspect = self._senders.suspect(b.mac, other)
+        suspect = self._suspect(key, b.mac, other)
+        gap = _rhythm(0.0, ts - u.old_last, self.policy.hold) if other == u.old_mac else 0.0
         self._start_conflict(key, dom, ts, {b.mac: b.last_seen, other: ts}, other, b.mac,
-                             reason, suspect, events)
+                             reason, suspect, events, gap=gap)
 
     # ----------------------------------------------------------------- other frames
 
@@ -429,10 +460,12 @@ class Tracker:
             events.append(self._event(ts, EventKind.PROBE_IN_USE, dom, ip, prober,
                                       previous_mac=mac_text(owner)))
 
-    def _reply_evidence(self, frame: ArpFrame, dom: int, ts: float, events: list[Event]) -> None:
+    def _reply_evidence(
+        self, frame: ArpFrame, dom: int, ts: float, solicited: bool, events: list[Event]
+    ) -> None:
         key = dom << 32 | frame.spa
         tha, tpa = frame.tha, frame.tpa
-        if not self._solicited(frame, dom, ts):
+        if not solicited:
             self._senders.get(frame.sha, ts).unsolicited += 1
         self._remember_reply(key, frame.sha, tha, ts)
         if tpa == 0:
@@ -452,10 +485,22 @@ class Tracker:
         if u is None and ts - bt.last_seen <= self.policy.hold:
             self._start_conflict(tkey, dom, ts, {bt.mac: bt.last_seen, tha: ts}, bt.mac, tha,
                                  ConflictReason.REPLY_TARGET,
-                                 self._senders.suspect(bt.mac, tha), events)
+                                 self._suspect(tkey, bt.mac, tha), events)
         elif u is not None and u.phase is Phase.HOLD and tha == u.old_mac:
             self._hold_to_conflict(tkey, dom, bt, u, tha, ts, ConflictReason.REPLY_TARGET,
                                    events)
+
+    def _invalid(self, frame: ArpFrame, dom: int, ts: float, events: list[Event]) -> None:
+        """Sampled: one report per sender and problem per `repeat_after` (all are counted)."""
+        if self._reported.first_in((EventKind.INVALID_ARP, dom, frame.problem, frame.sha,
+                                    frame.eth_src), ts, self.policy.repeat_after):
+            events.append(self._event(ts, EventKind.INVALID_ARP, dom, frame.spa or None,
+                                      frame.sha, reason=frame.problem))
+
+    def _suspect(self, key: int, a: bytes, b: bytes) -> bytes | None:
+        """`Senders.suspect`, not counting the contested address as "another IP of its own"."""
+        holder = self._bindings[key].mac if key in self._bindings else None
+        return self._senders.suspect(a, b, holder)
 
     def _mismatch(self, frame: ArpFrame, dom: int, ts: float, events: list[Event]) -> None:
         src = frame.eth_src
@@ -496,13 +541,15 @@ class Tracker:
         reason: ConflictReason,
         suspect: bytes | None,
         events: list[Event],
+        gap: float = 0.0,
     ) -> None:
         u = _Unsettled(Phase.CONFLICT, ts, ts)
         u.members = members
         u.reason = reason
         u.suspect = suspect
         u.claims = 1
-        u.deadline = _conflict_deadline(members, self.policy.hold)
+        u.gap = gap
+        u.deadline = _conflict_deadline(members, self._silence(u))
         self._unsettle(key, u)
         events.append(self._event(ts, EventKind.CONFLICT, dom, key & 0xFFFFFFFF, mac,
                                   previous_mac=mac_text(other), reason=reason.value,
@@ -544,8 +591,14 @@ class Tracker:
         events.append(self._event(u.deadline, kind, key >> 32, key & 0xFFFFFFFF, b.mac,
                                   previous_mac=mac_text(u.old_mac), since=u.since, reason=how))
 
+    def _silence(self, u: _Unsettled) -> float:
+        """How long a conflict member must be silent to count as gone: `hold`, or 1.5 times
+        the longest pause seen between its members' claims, so two quiet hosts that ARP
+        every 40 s are one long conflict rather than a new alert every minute."""
+        return max(self.policy.hold, 1.5 * u.gap)
+
     def _check_conflict(self, key: int, u: _Unsettled, now: float, events: list[Event]) -> None:
-        hold = self.policy.hold
+        hold = self._silence(u)
         deadline = _conflict_deadline(u.members, hold)
         if deadline > now:
             u.deadline = deadline
@@ -645,6 +698,12 @@ class Tracker:
             since=since,
             duration=duration,
         )
+
+
+def _rhythm(gap: float, pause: float, hold: float) -> float:
+    """The longest pause between claims, counting only pauses up to 2 * hold (rhythm, not
+    idleness: a host silent for an hour says nothing about how often it talks)."""
+    return max(gap, pause) if pause <= 2 * hold else gap
 
 
 def _conflict_deadline(members: dict[bytes, float], hold: float) -> float:

@@ -293,3 +293,42 @@ def test_core_imports_no_io_modules() -> None:
         imported |= {(node.module or "").split(".")[0] for node in ast.walk(tree)
                      if isinstance(node, ast.ImportFrom)}
         assert not imported & forbidden, (name, imported & forbidden)
+
+
+def test_reply_to_the_owners_own_announcement_is_announcement_answered() -> None:
+    t = tracker()
+    feed(t, (T0, request(A, IP, "10.0.0.1")))
+    events = feed(t, (T0 + 100, garp(A, IP)), (T0 + 100.001, reply(B, IP, A, IP)))
+    assert brief(events) == [("conflict", IP, B, A, "announcement_answered")]
+
+
+def test_reply_to_someone_elses_request_from_a_moved_address_is_not_a_conflict() -> None:
+    t = tracker()
+    feed(t, (T0, request(A, IP, "10.0.0.1")), (T0 + 1, request(B, "10.0.0.6", "10.0.0.1")))
+    # Long after A went quiet, B asks for the address and its new holder C answers.
+    events = feed(t, (T0 + 600, request(B, "10.0.0.6", IP)),
+                  (T0 + 600.001, reply(C, IP, B, "10.0.0.6")))
+    events += t.tick(T0 + 1000)
+    assert brief(events) == [("changed_mac", IP, C, A, None)]
+
+
+def test_a_gateway_answering_many_requests_is_not_a_flood() -> None:
+    t = tracker()
+    steps = []
+    for i in range(300):
+        asker = f"02:00:00:00:01:{i % 200:02x}"
+        steps.append((T0 + i * 0.02, request(asker, f"10.0.1.{i % 200}", "10.0.0.1")))
+        steps.append((T0 + i * 0.02 + 0.001, reply(GW, "10.0.0.1", asker, f"10.0.1.{i % 200}")))
+    events = feed(t, *steps)
+    assert [e for e in events if e.kind is EventKind.ARP_FLOOD] == []
+
+
+def test_quiet_duplicates_are_one_long_conflict_not_an_alert_every_minute() -> None:
+    t = tracker()
+    steps = [(T0, request(A, IP, "10.0.0.1"))]
+    for i in range(1, 20):  # each host claims every 40 s, 20 s apart, for 13 minutes
+        steps.append((T0 + 40 * i - 20, request(B, IP, "10.0.0.1")))
+        steps.append((T0 + 40 * i, request(A, IP, "10.0.0.1")))
+    events = feed(t, *steps) + t.tick(T0 + 10_000)
+    assert [e.kind.value for e in events] == ["new_station", "conflict", "conflict_resolved"]
+    assert events[2].mac == A and events[2].ts == T0 + 740 + 60
