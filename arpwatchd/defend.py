@@ -3,12 +3,13 @@
 The sensor re-announces an owned address (ARP Announcement: broadcast request, sender IP =
 target IP = the address, sender MAC = the owner, target MAC zero) when another MAC claims it.
 
-The owner has the last word. A Linux neighbour entry ignores new ARP for `locktime` (1 s)
-after its last update, and an intruder sending unsolicited replies re-poisons caches between
-defenses. A claim counts as answered only by a defense sent at least `delay` (default 1.5 s)
-after it. So the first defense goes `delay` after the first claim, then at most one per
-`interval` (DEFEND_INTERVAL, 10 s) per address while claims keep coming, and one more
-`delay` after the last claim (or at the next interval) unless a defense already answered it.
+The owner has the last word. Measured on Linux 6.x (tests/LAB_NOTES.md): a neighbour entry
+ignores an ordinary reply for `locktime` (1 s) after its last update, but an ARP Announcement
+(a gratuitous request) overrides it at once. So the first defense goes out `delay` after the
+intruder's first claim (default 0: at once), then at most one per `interval`
+(DEFEND_INTERVAL, 10 s) per address while claims keep coming, and always one more after the
+intruder's last claim: a claim counts as answered only by a defense sent at least `delay`
+after it. For hosts that lock even against announcements, `delay: 1.5s` waits out the lock.
 After `max_defenses` in one episode a still-claiming intruder raises `defense_failed` once;
 defending goes on. A global token bucket caps frames per second across all addresses.
 Time is a parameter; sending is the caller's job.
@@ -45,7 +46,7 @@ class OwnedAddress:
 class DefensePolicy:
     addresses: tuple[OwnedAddress, ...] = ()
     interval: float = 10.0
-    delay: float = 1.5
+    delay: float = 0.0
     max_defenses: int = 3
     rate: float = 10.0
     """Frames per second across all addresses (token bucket, burst of the same size)."""
@@ -163,7 +164,7 @@ class Defender:
                 continue
             episode.last_sent = now
             episode.sent += 1
-            # claims within `delay` before now hit a locked neighbour entry: still unanswered
+            # a claim less than `delay` before the defense is not answered by it
             episode.unanswered = episode.last_claim if episode.last_claim > now - delay else None
             address = self._owned[key]
             sends.append(self._send(now, address, episode.intruder, "defended", episode.sent))

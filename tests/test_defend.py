@@ -26,8 +26,18 @@ def defender(**kw: object) -> Defender:
     return Defender(policy, {"eth0": parse_mac(NIC)})
 
 
-def test_defense_waits_for_lock_time_after_the_intruders_claim() -> None:
+def test_defense_goes_at_once_and_once_more_after_the_last_claim() -> None:
     d = defender()
+    assert d.observe(garp(EVIL, IP), T0) == []
+    assert [s.event.ts for s in d.due(T0)] == [T0]
+    d.observe(garp(EVIL, IP), T0 + 3)
+    assert d.due(T0 + 5) == [] and d.next_due() == T0 + 10
+    assert [s.event.ts for s in d.due(T0 + 10)] == [T0 + 10]
+    assert d.next_due() is None
+
+
+def test_defense_can_wait_for_lock_time_after_the_intruders_claim() -> None:
+    d = defender(delay=1.5)
     assert d.observe(garp(EVIL, IP), T0) == []
     assert d.due(T0 + 1.0) == []
     assert d.next_due() == T0 + 1.5
@@ -63,7 +73,7 @@ def test_tagged_domain_and_owner_source() -> None:
 
 
 def test_one_defense_per_interval_and_one_after_the_last_claim() -> None:
-    d = defender()
+    d = defender(delay=1.5)
     sent_at = []
     for tenth in range(0, 400):  # intruder claims every second for 20 s, we look every 0.1 s
         now = T0 + tenth / 10
@@ -83,7 +93,7 @@ def test_owner_group_and_other_addresses_are_never_defended() -> None:
 
 
 def test_defense_failed_once_when_intruder_outlasts_defend_max() -> None:
-    d = defender(max_defenses=2)
+    d = defender(max_defenses=2, delay=1.5)
     failed = []
     for second in range(0, 60):
         now = T0 + second
