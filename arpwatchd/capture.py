@@ -8,6 +8,7 @@ failure becomes a `CaptureError` with a one-line message naming the interface or
 
 from __future__ import annotations
 
+import socket
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -204,6 +205,24 @@ def interface_mac(interface: str) -> bytes | None:
     except (OSError, ValueError):
         return None
     return mac if len(mac) == 6 else None
+
+
+def interface_index(interface: str) -> int | None:
+    try:
+        return socket.if_nametoindex(interface)
+    except OSError:
+        return None
+
+
+def interface_up(interface: str) -> bool:
+    """Administratively up with a carrier (Linux sysfs); True when it cannot be told."""
+    base = Path("/sys/class/net") / interface
+    try:
+        flags = int((base / "flags").read_text(), 16)
+        operstate = (base / "operstate").read_text().strip()
+    except (OSError, ValueError):
+        return True
+    return bool(flags & _IFF_UP) and operstate != "down"
 
 
 def default_interface() -> str | None:

@@ -14,8 +14,9 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
-from arpwatchd import __version__
+from arpwatchd import __version__, tools
 from arpwatchd.capture import CaptureError, default_interface, interface_mac
 from arpwatchd.config import Config, ConfigError, load_config
 from arpwatchd.daemon import (
@@ -29,7 +30,9 @@ from arpwatchd.daemon import (
 from arpwatchd.defend import Defender
 from arpwatchd.metrics import MetricsError, MetricsServer, parse_metrics_address
 from arpwatchd.output import EventWriter, OutputError
+from arpwatchd.privileges import PrivilegeError, drop_to
 from arpwatchd.sensor import Sensor
+from arpwatchd.sinks import open_sinks
 from arpwatchd.stats import SensorStats
 from arpwatchd.store import Store, StoreError
 
@@ -80,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-i", "--interface", action="append", metavar="IFACE",
                      help="interface to capture on (repeatable; default: the config's "
                           "capture.interfaces, else the first interface that is up)")
+    run.add_argument("--user", metavar="NAME",
+                     help="after opening the capture, state store and metrics port, run as this "
+                          "user keeping only CAP_NET_RAW and CAP_NET_ADMIN")
     run.add_argument("--dry-run", action="store_true",
                      help="defense: log and report what would be sent, send nothing")
     run.add_argument("--state", metavar="PATH", help="SQLite state file (default: config "
@@ -109,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Validate a config file and print the effective "
                                        "settings as JSON.")
     check.add_argument("file", metavar="FILE")
+    tools.add_commands(sub)
     return parser
 
 
@@ -129,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = load_config(args.file)
             print(json.dumps(config.summary(), indent=2))
             return EXIT_OK
+        if args.command in tools.COMMANDS:
+            return tools.run(args)
         if args.command == "run":
             _setup_logging(args.verbose, args.quiet, logging.INFO)
             return _run(args)
@@ -137,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"arpwatchd: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (CaptureError, StoreError, OutputError, MetricsError) as exc:
+    except (CaptureError, StoreError, OutputError, MetricsError, PrivilegeError) as exc:
         print(f"arpwatchd: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
@@ -164,7 +173,7 @@ def _run(args: argparse.Namespace) -> int:
     config = _with_defense(config, interfaces, nic_macs)
     state_path = args.state or config.state_path
     store = Store(state_path, max_events=config.max_events)
-    writer = EventWriter(config.output.events)
+    writer = EventWriter(config.output.events, sinks=open_sinks(config.output))
     stats = SensorStats()
     sensor = Sensor(config, writer, store, stats)
     if config.defense.addresses:
@@ -179,6 +188,12 @@ def _run(args: argparse.Namespace) -> int:
     if server is not None:
         log.info("metrics on %s", server.url)
     loop.open_all()
+    if args.user:
+        writable = [Path(state_path)]
+        if config.output.events != "-":
+            writable.append(Path(config.output.events))
+        drop_to(args.user, writable)
+        log.info("running as %s with only CAP_NET_RAW and CAP_NET_ADMIN", args.user)
     log.info("capturing on %s; %d bindings restored from %s", ", ".join(interfaces), restored,
              state_path)
     if sensor.defender is not None:
@@ -248,7 +263,7 @@ def _replay(args: argparse.Namespace) -> int:
     if args.serve:
         install_signals(flags)
     store = Store(args.state, max_events=config.max_events) if args.state else None
-    writer = EventWriter(config.output.events)
+    writer = EventWriter(config.output.events, sinks=open_sinks(config.output))
     sensor = Sensor(config, writer, store)
     server: MetricsServer | None = None
     try:

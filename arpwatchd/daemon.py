@@ -13,10 +13,16 @@ import select
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import FrameType
 
-from arpwatchd.capture import CaptureError, FileCapture, LiveCapture
+from arpwatchd.capture import (
+    CaptureError,
+    FileCapture,
+    LiveCapture,
+    interface_index,
+    interface_up,
+)
 from arpwatchd.config import Config
 from arpwatchd.decode import Decoder
 from arpwatchd.metrics import MetricsServer, start_metrics
@@ -28,7 +34,7 @@ TICK = 0.5
 STATS_EVERY = 2.0
 MAX_BATCHES_PER_WAKE = 64
 BACKOFF_FIRST = 1.0
-BACKOFF_MAX = 30.0
+BACKOFF_MAX = 10.0
 
 
 @dataclass
@@ -61,7 +67,8 @@ class _Handle:
     base_stats: tuple[int, int, int] = (0, 0, 0)
     last_stats: tuple[int, int, int] = (0, 0, 0)
     reported_drops: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
+    ifindex: int | None = None
+    link_down: bool = False
 
 
 class LiveLoop:
@@ -95,6 +102,8 @@ class LiveLoop:
         handle.decoder = self.sensor.decoder(handle.interface, handle.capture.linktype)
         handle.base_stats = handle.last_stats
         handle.backoff = BACKOFF_FIRST
+        handle.ifindex = interface_index(handle.interface)
+        handle.link_down = False
         self.sensor.stats.capture(handle.interface).up = True
 
     def run(self) -> None:
@@ -177,6 +186,8 @@ class LiveLoop:
                 if now >= handle.retry_at:
                     self._retry(handle, now)
                 continue
+            if not self._link_ok(handle):
+                continue
             stats = handle.capture.stats()
             current = (stats.received, stats.dropped, stats.interface_dropped)
             handle.last_stats = tuple(  # type: ignore[assignment]
@@ -189,6 +200,25 @@ class LiveLoop:
                 log.warning("%s: libpcap dropped %d frames so far (%d by the interface)",
                             handle.interface, drops, state.interface_dropped)
                 handle.reported_drops = drops
+
+    def _link_ok(self, handle: _Handle) -> bool:
+        """Notices an interface that vanished (or was re-created: a new index), which a
+        libpcap handle may never report, and one that went down, which it keeps across."""
+        index = interface_index(handle.interface)
+        if index is None or index != handle.ifindex:
+            self._lost(handle, f"{handle.interface}: the interface disappeared")
+            return False
+        down = not interface_up(handle.interface)
+        state = self.sensor.stats.capture(handle.interface)
+        if down != handle.link_down:
+            handle.link_down = down
+            state.up = not down
+            if down:
+                log.error("%s: the interface is down; capturing again when it comes up",
+                          handle.interface)
+            else:
+                log.warning("%s: the interface is up again", handle.interface)
+        return True
 
     def _retry(self, handle: _Handle, now: float) -> None:
         try:

@@ -1,0 +1,99 @@
+"""Dropping root after the capture handles are open (`run --user NAME`).
+
+The sensor reads hostile frames all day, so it should not do so as root. Opening a capture
+needs CAP_NET_RAW (and CAP_NET_ADMIN for promiscuous mode); after that, the open handles keep
+working without privilege. The sensor keeps CAP_NET_RAW and CAP_NET_ADMIN in its permitted and
+effective sets (PR_SET_KEEPCAPS across setuid, then capset), so it can reopen an interface
+that went away and send defense frames, and nothing else: no file or process privileges.
+Linux only; uses libc through ctypes because the standard library has no capset.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import grp
+import os
+import pwd
+from pathlib import Path
+
+CAP_NET_ADMIN = 12
+CAP_NET_RAW = 13
+_PR_SET_KEEPCAPS = 8
+_PR_CAPBSET_DROP = 24
+_PR_SET_NO_NEW_PRIVS = 38
+_CAP_LAST = 63
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+_SYS_CAPSET = 126  # x86_64
+_SYS_CAPSET_BY_MACHINE = {"x86_64": 126, "aarch64": 91}
+
+
+class PrivilegeError(Exception):
+    """Dropping privileges failed; one line saying what to fix."""
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def drop_to(user: str, writable: list[Path]) -> None:
+    """Becomes `user`, keeping only CAP_NET_RAW and CAP_NET_ADMIN.
+
+    `writable` paths (the state file and its directory, the events file) are handed to the
+    user first so the store keeps working.
+
+    Raises:
+        PrivilegeError: unknown user, not root, or the kernel refused.
+    """
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise PrivilegeError(f"--user {user}: no such user") from None
+    if os.geteuid() != 0:
+        if os.geteuid() == entry.pw_uid:
+            return
+        raise PrivilegeError(f"--user {user}: only root can change user")
+    for path in writable:
+        for target in (path, *path.parent.glob(path.name + "-*")):
+            if target.exists():
+                os.chown(target, entry.pw_uid, entry.pw_gid)
+    libc = _libc()
+    keep = (1 << CAP_NET_RAW) | (1 << CAP_NET_ADMIN)
+    for cap in range(_CAP_LAST + 1):  # nothing exec'd later can regain other capabilities
+        if not keep >> cap & 1:
+            libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)  # EINVAL past the kernel's last cap
+    libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    if libc.prctl(_PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0:
+        raise PrivilegeError(f"prctl(PR_SET_KEEPCAPS) failed: {os.strerror(ctypes.get_errno())}")
+    try:
+        groups = [g.gr_gid for g in grp.getgrall() if user in g.gr_mem]
+        os.setgroups(sorted({entry.pw_gid, *groups}))
+        os.setgid(entry.pw_gid)
+        os.setuid(entry.pw_uid)
+    except OSError as exc:
+        raise PrivilegeError(f"--user {user}: cannot switch: {exc.strerror}") from None
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)(_CapData(keep, keep, 0), _CapData(0, 0, 0))
+    number = _SYS_CAPSET_BY_MACHINE.get(os.uname().machine, _SYS_CAPSET)
+    if libc.syscall(number, ctypes.byref(header), data) != 0:
+        raise PrivilegeError(f"capset failed: {os.strerror(ctypes.get_errno())}")
+    os.environ["HOME"] = entry.pw_dir
+
+
+def capabilities(pid: int | str = "self") -> dict[str, int]:
+    """CapEff/CapPrm/CapInh/CapBnd/CapAmb of a process as integers (for tests and logs)."""
+    out: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Cap"):
+            name, value = line.split(":", 1)
+            out[name] = int(value.strip(), 16)
+    return out
