@@ -36,7 +36,7 @@ def fast_pcap(path: Path, count: int, seed: int = 7, start: float = 1_700_000_00
         frame = (b"\xff" * 6 + mac + b"\x08\x06\x00\x01\x08\x00\x06\x04\x00\x01" + mac + ip
                  + b"\x00" * 6 + ip + b"\x00" * 18)
         ts = start + i * 0.001
-        out += struct.pack("<IIII", int(ts), int(round((ts % 1) * 1e6)) % 1_000_000, 60, 60)
+        out += struct.pack("<IIII", int(ts), round((ts % 1) * 1e6) % 1_000_000, 60, 60)
         out += frame
     path.write_bytes(out)
 
@@ -90,7 +90,7 @@ def test_kill_9_mid_replay_loses_at_most_a_batch_and_never_the_file(tmp_path: Pa
     known = {(ip, mac) for ip, mac in db.execute("SELECT ip, mac FROM bindings")}
     db.close()
     assert len(known) >= 5_000
-    again = subprocess.run(argv[:-3] + ["--events", str(tmp_path / "e.jsonl"), str(capture)],
+    again = subprocess.run([*argv[:-3], "--events", str(tmp_path / "e.jsonl"), str(capture)],
                            cwd=ROOT, check=True, capture_output=True)
     assert again.returncode == 0
     reported = set()
