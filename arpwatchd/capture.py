@@ -47,6 +47,10 @@ class Batch:
     def __len__(self) -> int:
         return len(self.meta) // META.size
 
+    def last_ts(self) -> float:
+        sec, usec, _, _ = META.unpack_from(self.meta, len(self.meta) - META.size)
+        return float(sec + usec * 1e-6)
+
     def frames(self) -> Iterator[tuple[float, bytes]]:
         data = self.data
         for sec, usec, offset, length in META.iter_unpack(self.meta):
@@ -91,7 +95,7 @@ class LiveCapture:
         snaplen: int = 256,
         buffer_mib: int = 32,
         promiscuous: bool = True,
-        timeout_ms: int = 100,
+        timeout_ms: int = 10,
     ) -> None:
         self.name = interface
         try:

@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from arpwatchd import __version__, tools
+from arpwatchd.addresses import parse_mac
 from arpwatchd.capture import CaptureError, default_interface, interface_mac
 from arpwatchd.config import Config, ConfigError, load_config
 from arpwatchd.daemon import (
@@ -100,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "run to their end as if the network went quiet (with "
                                      "--serve, when serving stops).")
     rep.add_argument("files", nargs="+", metavar="FILE", help="pcap or pcapng files, in order")
+    rep.add_argument("--own-mac", action="append", default=[], metavar="MAC",
+                     help="the capturing sensor's own NIC MAC (repeatable): its defense frames "
+                          "in the file are recognised and ignored, as live")
     rep.add_argument("-i", "--interface", default="replay", metavar="NAME",
                      help="interface name to report in events (default: replay)")
     rep.add_argument("--state", metavar="PATH",
@@ -254,6 +258,13 @@ def _metrics_endpoint(
 
 def _replay(args: argparse.Namespace) -> int:
     config = _configured(args)
+    if args.own_mac:
+        try:
+            own = frozenset(parse_mac(text) for text in args.own_mac)
+        except ValueError as exc:
+            print(f"arpwatchd: --own-mac: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        config = replace(config, policy=replace(config.policy, own_macs=own))
     endpoint = _metrics_endpoint(args, config, default_on=args.serve)
     if args.serve and endpoint is None:
         print("arpwatchd: --serve needs a metrics endpoint: give --metrics-address HOST:PORT",

@@ -21,6 +21,7 @@ import yaml
 from arpwatchd.addresses import ip_text, mac_text, parse_ip, parse_mac
 from arpwatchd.defend import DefensePolicy, OwnedAddress
 from arpwatchd.events import EventKind
+from arpwatchd.hooks import HookConfig
 from arpwatchd.policy import (
     ANY_VLAN,
     DomainMatch,
@@ -30,6 +31,7 @@ from arpwatchd.policy import (
     TrackerPolicy,
 )
 from arpwatchd.suppress import SuppressRule
+from arpwatchd.syslog import FORMATS, TRANSPORTS, SyslogConfig, parse_address, parse_facility
 
 T = TypeVar("T")
 
@@ -44,6 +46,10 @@ class OutputConfig:
     """Where JSON lines go: a path, or "-" for standard output."""
     events_per_window: int = 200
     event_window: float = 10.0
+    syslog: SyslogConfig | None = None
+    """RFC 5424 syslog, in addition to JSON lines."""
+    hook: HookConfig | None = None
+    """A program run per chosen event (no shell)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +101,9 @@ class Config:
             "protected": len(p.protected),
             "output": {"events": self.output.events,
                        "events_per_window": self.output.events_per_window,
-                       "event_window": self.output.event_window},
+                       "event_window": self.output.event_window,
+                       "syslog": _syslog_summary(self.output.syslog),
+                       "hook": _hook_summary(self.output.hook)},
             "capture": {"interfaces": list(self.capture.interfaces),
                         "buffer_mib": self.capture.buffer_mib,
                         "snaplen": self.capture.snaplen, "batch": self.capture.batch,
@@ -115,6 +123,20 @@ class Config:
                 "ethernet_source": "owner" if self.defense.use_owner_mac_as_source else "nic",
             },
         }
+
+
+def _syslog_summary(syslog: SyslogConfig | None) -> dict[str, Any] | None:
+    if syslog is None:
+        return None
+    return {"address": syslog.address, "transport": syslog.transport,
+            "facility": syslog.facility, "format": syslog.format}
+
+
+def _hook_summary(hook: HookConfig | None) -> dict[str, Any] | None:
+    if hook is None:
+        return None
+    return {"command": list(hook.command), "events": sorted(k.value for k in hook.events),
+            "timeout": hook.timeout, "max_running": hook.max_running}
 
 
 def default_state_path() -> str:
@@ -474,13 +496,62 @@ class _Reader:
         )
 
     def output(self, node: _Node) -> OutputConfig:
-        fields = node.mapping({"events", "events_per_window", "event_window"})
+        fields = node.mapping({"events", "events_per_window", "event_window", "syslog", "hook"})
         return OutputConfig(
+            syslog=self.syslog(fields["syslog"]) if "syslog" in fields else None,
+            hook=self.hook(fields["hook"]) if "hook" in fields else None,
             events=fields["events"].scalar() if "events" in fields else "-",
             events_per_window=fields["events_per_window"].convert(int)
             if "events_per_window" in fields else 200,
             event_window=fields["event_window"].convert(parse_duration)
             if "event_window" in fields else 10.0,
+        )
+
+    def syslog(self, node: _Node) -> SyslogConfig:
+        fields = node.mapping({"address", "transport", "facility", "format"})
+        address = fields["address"].scalar() if "address" in fields else "/dev/log"
+        transport = fields["transport"].scalar().lower() if "transport" in fields \
+            else ("unix" if address.startswith("/") else "udp")
+        if transport not in TRANSPORTS:
+            raise fields["transport"].fail(f"expected one of {', '.join(TRANSPORTS)}")
+        if "address" in fields:
+            fields["address"].convert(lambda text: parse_address(text, transport))
+        elif transport != "unix":
+            raise node.fail(f"syslog over {transport} needs 'address' (host:port)")
+        form = fields["format"].scalar().lower() if "format" in fields else "rfc5424"
+        if form not in FORMATS:
+            raise fields["format"].fail(f"expected one of {', '.join(FORMATS)}")
+        return SyslogConfig(
+            address=address,
+            transport=transport,
+            facility=fields["facility"].convert(parse_facility)
+            if "facility" in fields else SyslogConfig().facility,
+            format=form,
+        )
+
+    def hook(self, node: _Node) -> HookConfig:
+        fields = node.mapping({"command", "events", "timeout", "max_running"})
+        for required in ("command", "events"):
+            if required not in fields:
+                raise node.fail(f"a hook needs '{required}'")
+        command = tuple(part.scalar() for part in fields["command"].sequence())
+        if not command:
+            raise fields["command"].fail("the command is empty")
+        if not command[0].startswith("/"):
+            raise fields["command"].fail(f"the program must be an absolute path (no shell, "
+                                         f"no PATH search): {command[0]!r}")
+        events = frozenset(e.convert(_event_kind) for e in fields["events"].sequence())
+        if not events:
+            raise fields["events"].fail("list the events that run the hook")
+        timeout = fields["timeout"].convert(parse_duration) if "timeout" in fields else 10.0
+        if timeout <= 0:
+            raise fields["timeout"].fail("must be more than 0")
+        return HookConfig(
+            command=command,
+            events=events,
+            timeout=timeout,
+            max_running=fields["max_running"].convert(_positive_int)
+            if "max_running" in fields else 4,
         )
 
     def capture(self, node: _Node) -> CaptureConfig:

@@ -139,12 +139,19 @@ class Defender:
         return []
 
     def next_due(self) -> float | None:
+        """When `due` next has something to send: never earlier than a token is available,
+        so a caller sleeping until then does not spin while the rate cap holds frames back."""
         times = [t for t, _ in self._start[:1]]
         for episode in self._episodes.values():
             due = episode.due(self.policy.delay, self.policy.interval)
             if due is not None:
                 times.append(due)
-        return min(times) if times else None
+        if not times:
+            return None
+        earliest = min(times)
+        if self._tokens < 1.0 and self._tokens_at is not None:
+            earliest = max(earliest, self._tokens_at + (1.0 - self._tokens) / self.policy.rate)
+        return earliest
 
     def due(self, now: float) -> list[Send]:
         """The frames to send at `now`, within the per-address and global limits."""

@@ -1,4 +1,5 @@
-"""Where events go: JSON lines (a file or standard output) and the one-line human log.
+"""Where events go: JSON lines (a file or standard output), the one-line human log, and the
+optional sinks (syslog, hook; see `sinks`) that get the same events.
 
 No decisions here: events arrive already decided, limited and filtered; this only prints.
 """
@@ -7,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TextIO
+from collections.abc import Callable, Sequence
+from typing import Protocol, TextIO
 
 from arpwatchd.events import Event, Severity
 from arpwatchd.vendors import Vendors
@@ -22,10 +24,21 @@ class OutputError(Exception):
     """The events destination cannot be opened or written."""
 
 
+class EventSink(Protocol):
+    """A further destination (syslog, hook): must neither block nor raise."""
+
+    def write(self, events: list[Event], vendor_of: Callable[[str | None], str | None]
+              ) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class EventWriter:
-    def __init__(self, destination: str, vendors: Vendors | None = None) -> None:
+    def __init__(self, destination: str, vendors: Vendors | None = None,
+                 sinks: Sequence[EventSink] = ()) -> None:
         self.destination = destination
         self.vendors = vendors or Vendors()
+        self.sinks = list(sinks)
         self._stream: TextIO
         if destination == "-":
             self._stream = sys.stdout
@@ -42,6 +55,8 @@ class EventWriter:
         if not events:
             return
         lookup = self.vendors.lookup
+        for sink in self.sinks:  # they only queue, so a dead collector cannot stop JSON lines
+            sink.write(events, lookup)
         lines = [event.to_json(lookup(event.mac)) for event in events]
         try:
             self._stream.write("\n".join(lines) + "\n")
@@ -53,6 +68,8 @@ class EventWriter:
             log.log(_LEVEL[event.severity], "%s", human(event))
 
     def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()
         if self._owned:
             self._stream.close()
 

@@ -20,6 +20,7 @@ class SenderStats:
         "flooding",
         "mismatches",
         "owned",
+        "pending",
         "scan_start",
         "scan_targets",
         "scanning",
@@ -38,6 +39,8 @@ class SenderStats:
         self.mismatches = 0
         self.owned = 0
         self.unannounced = 0
+        self.pending = 0
+        """Frames counted by the fast path, not yet added to flood_count."""
 
     def suspicion(self, holds_contested: bool = False) -> int:
         """Weight of the evidence against this MAC (DESIGN.md section 3, "suspect")."""
@@ -109,6 +112,9 @@ class Senders:
 
     def count_frame(self, mac: bytes, ts: float) -> RateAlarm | None:
         stats = self.get(mac, ts)
+        if stats.pending:  # frames the fast path counted
+            stats.flood_count += stats.pending
+            stats.pending = 0
         if ts - stats.flood_start >= self._flood_window:
             if stats.flood_count <= self._flood_frames:
                 stats.flooding = False
@@ -163,6 +169,10 @@ class Recent:
 
     def __len__(self) -> int:
         return len(self._seen)
+
+    @property
+    def times(self) -> dict[Hashable, float]:
+        return self._seen
 
     def note(self, key: Hashable, ts: float) -> None:
         seen = self._seen

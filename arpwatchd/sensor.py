@@ -12,9 +12,10 @@ from dataclasses import replace
 
 from arpwatchd.capture import Batch
 from arpwatchd.config import Config
-from arpwatchd.decode import ArpFrame, Decoder
+from arpwatchd.decode import ArpFrame, ArpKind, Decoder
 from arpwatchd.defend import Defender, Send
 from arpwatchd.events import Event, EventKind, EventLimiter
+from arpwatchd.fastpath import FastPath
 from arpwatchd.output import EventWriter, OutputError
 from arpwatchd.stats import SensorStats
 from arpwatchd.store import Store, StoreError
@@ -37,6 +38,7 @@ class Sensor:
     ) -> None:
         self.config = config
         self.tracker = Tracker(config.policy)
+        self.fastpath = FastPath(self.tracker)
         self.limiter = EventLimiter(config.output.events_per_window, config.output.event_window)
         self.suppressor = Suppressor(config.suppress)
         self.writer = writer
@@ -63,6 +65,7 @@ class Sensor:
     def reconfigure(self, config: Config) -> None:
         """Applies a reloaded config between batches; bindings and holds are kept."""
         self.config = config
+        self.flush()
         self.tracker.reconfigure(config.policy)
         self.limiter.limit = config.output.events_per_window
         self.limiter.window = config.output.event_window
@@ -79,44 +82,72 @@ class Sensor:
         return decoder
 
     def feed(self, decoder: Decoder, batch: Batch) -> None:
-        """Decodes and tracks every frame of a batch, then emits and stores once."""
+        """Decodes and tracks every frame of a batch, then emits and stores once.
+
+        Repeats of known steady frames go through the fast path (`fastpath`); the rest are
+        decoded (dpkt) and tracked one by one here.
+        """
         observe = self.tracker.observe
         decode = decoder.decode_cached
         defender = self.defender if self.defender and self.defender.active else None
         own = self._own_frames
+        own_macs = self.config.policy.own_macs
+        fast = self.fastpath
         events: list[Event] = []
         kinds: dict[str, int] = {}
         skipped: dict[str, int] = {}
-        last_ts = None
-        for ts, frame in batch.frames():
+
+        def slow(ts: float, frame: bytes) -> bool:
             try:
                 if own and frame in own:  # our own defense frame coming back: never react
                     skipped["own_frame"] = skipped.get("own_frame", 0) + 1
-                    continue
+                    return False
                 result = decode(frame)
-                if isinstance(result, ArpFrame):
-                    kinds[result.kind] = kinds.get(result.kind, 0) + 1
-                    if result.problem is not None:  # invalid ARP: also counted by reason
-                        skipped[result.problem] = skipped.get(result.problem, 0) + 1
-                    last_ts = ts
-                    found = observe(result, ts)
-                    if found:
-                        events.extend(found)
-                    if defender is not None:
-                        events.extend(defender.observe(result, ts))
-                else:
+                if not isinstance(result, ArpFrame):
                     skipped[result] = skipped.get(result, 0) + 1
+                    return False
+                if own_macs and result.eth_src in own_macs and self._is_defense(result):
+                    skipped["own_frame"] = skipped.get("own_frame", 0) + 1
+                    return False
+                kinds[result.kind] = kinds.get(result.kind, 0) + 1
+                if result.problem is not None:  # invalid ARP: also counted by reason
+                    skipped[result.problem] = skipped.get(result.problem, 0) + 1
+                fast.before_slow(result, events)
+                found = observe(result, ts)
+                if found:
+                    events.extend(found)
+                if defender is not None:
+                    events.extend(defender.observe(result, ts))
+                return True
             except Exception:  # a bug must not stop the sensor; report each distinct one once
                 self._frame_error(frame)
+                return False
+
+        requests, replies = fast.request_hits, fast.reply_hits
+        try:
+            fast.run(batch, slow, events)
+        except Exception:
+            self._frame_error(b"")
+        kinds[ArpKind.REQUEST] = kinds.get(ArpKind.REQUEST, 0) + fast.request_hits - requests
+        kinds[ArpKind.REPLY] = kinds.get(ArpKind.REPLY, 0) + fast.reply_hits - replies
         interface = decoder.interface
         with self.stats.lock:
             for kind, n in kinds.items():
-                self.stats.packets[(interface, kind)] += n
+                if n:
+                    self.stats.packets[(interface, kind)] += n
             for reason, n in skipped.items():
                 self.stats.skipped[(interface, reason)] += n
-            if last_ts is not None:
-                self.stats.capture(interface).last_arp = last_ts
+            if any(kinds.values()):
+                self.stats.capture(interface).last_arp = batch.last_ts()
         self._emit(events)
+
+    def _is_defense(self, frame: ArpFrame) -> bool:
+        """An announcement of a defended address by its owner, sent from the sensor's NIC: the
+        sensor's own defense (recognised by bytes live, by this rule in a replay)."""
+        if frame.kind is not ArpKind.ANNOUNCEMENT:
+            return False
+        return any(a.ip == frame.spa and a.mac == frame.sha
+                   for a in self.config.defense.addresses)
 
     def defense_due(self, now: float) -> list[Send]:
         """Defense frames to send now (the caller sends them, then calls `defense_done`)."""
@@ -145,7 +176,10 @@ class Sensor:
         self._emit(events)
 
     def tick(self, now: float) -> None:
-        events = self.tracker.tick(now)
+        events: list[Event] = []
+        if self.fastpath.due(now):
+            self.fastpath.flush(events)
+        events.extend(self.tracker.tick(now))
         events.extend(self.limiter.flush(now))
         self._emit(events)
 
@@ -155,6 +189,10 @@ class Sensor:
         self.flush()
 
     def flush(self) -> None:
+        """Applies pending repeats and writes the store (a replay's end, a clean stop)."""
+        events: list[Event] = []
+        self.fastpath.flush(events)
+        self._emit(events)
         self._write_store([])
 
     def _emit(self, events: list[Event]) -> None:

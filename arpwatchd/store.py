@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any, TypeVar
 
 from arpwatchd.addresses import mac_text, parse_mac
 from arpwatchd.events import Event
 from arpwatchd.tracker import BindingRecord
+
+T = TypeVar("T")
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -42,6 +45,15 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_ip ON events (ip, ts);
 CREATE INDEX IF NOT EXISTS events_mac ON events (mac, ts);
+CREATE TABLE IF NOT EXISTS macs_seen (  -- per-MAC times and hostnames imported from arp.dat
+    interface TEXT NOT NULL,
+    vlan INTEGER NOT NULL,
+    ip INTEGER NOT NULL,
+    mac TEXT NOT NULL,
+    seen REAL NOT NULL,
+    hostname TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (interface, vlan, ip, mac)
+) WITHOUT ROWID;
 """
 
 
@@ -89,19 +101,7 @@ class Store:
             ).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot read bindings: {exc}") from None
-        return [
-            BindingRecord(
-                interface=row[0],
-                vlan=row[1] or None,
-                ip=row[2],
-                mac=parse_mac(row[3]),
-                first_seen=row[4],
-                last_seen=row[5],
-                previous=tuple(parse_mac(m) for m in row[6].split()),
-                state=row[7],
-            )
-            for row in rows
-        ]
+        return [_record(row) for row in rows]
 
     def write(
         self,
@@ -145,6 +145,67 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot write state: {exc}") from None
 
+    def merge_bindings(
+        self,
+        found: Mapping[tuple[str, int | None, int], T],
+        merge: Callable[[BindingRecord | None, T], BindingRecord | None],
+        seen: Iterable[tuple[str, int | None, int, bytes, float, str]] = (),
+    ) -> list[tuple[BindingRecord | None, BindingRecord | None]]:
+        """Imports in one transaction: each address's stored binding and what was found for
+        it go through `merge` (None keeps the stored one); `seen` rows (interface, vlan, ip,
+        mac, time, hostname) keep their latest time. Returns (stored, written) per address.
+
+        Raises:
+            StoreError: nothing was imported.
+        """
+        outcome: list[tuple[BindingRecord | None, BindingRecord | None]] = []
+        try:
+            with self._transaction():
+                for (interface, vlan, ip), item in found.items():
+                    row = self._db.execute(
+                        "SELECT interface, vlan, ip, mac, first_seen, last_seen, previous, "
+                        "state FROM bindings WHERE interface = ? AND vlan = ? AND ip = ?",
+                        (interface, vlan or 0, ip)).fetchone()
+                    stored = _record(row) if row else None
+                    written = merge(stored, item)
+                    if written is not None:
+                        self._upsert([written])
+                    outcome.append((stored, written))
+                self._db.executemany(
+                    "INSERT INTO macs_seen VALUES (?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (interface, vlan, ip, mac) DO UPDATE SET seen = excluded.seen, "
+                    "hostname = excluded.hostname WHERE excluded.seen >= macs_seen.seen",
+                    ((i, v or 0, ip, mac_text(m), t, h) for i, v, ip, m, t, h in seen))
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot import: {exc}") from None
+        return outcome
+
+    def _upsert(self, records: Iterable[BindingRecord]) -> None:
+        self._db.executemany(
+            "INSERT OR REPLACE INTO bindings VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            ((r.interface, r.vlan or 0, r.ip, mac_text(r.mac), r.first_seen, r.last_seen,
+              " ".join(mac_text(m) for m in r.previous), r.state) for r in records))
+
+    def macs_seen(self) -> dict[tuple[str, int | None, int, bytes], tuple[float, str]]:
+        """(interface, vlan, ip, mac) -> (last seen, hostname) of imported arp.dat lines."""
+        try:
+            rows = self._db.execute(
+                "SELECT interface, vlan, ip, mac, seen, hostname FROM macs_seen").fetchall()
+        except sqlite3.Error as exc:
+            if "no such table" in str(exc):  # a store no newer arpwatchd has written yet
+                return {}
+            raise StoreError(f"{self.path}: cannot read imported times: {exc}") from None
+        return {(r[0], r[1] or None, r[2], parse_mac(r[3])): (r[4], r[5]) for r in rows}
+
+    def events_naming(self, mac: str) -> list[str]:
+        """JSON of the events whose mac, previous_mac or suspect is `mac`, oldest first."""
+        try:
+            return [row[0] for row in self._db.execute(
+                "SELECT json FROM events WHERE mac = ? OR instr(json, ?) > 0 ORDER BY ts, id",
+                (mac, f'"{mac}"'))]
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot read events: {exc}") from None
+
     def _prune(self) -> None:
         """Keeps the newest `max_events` events, so a flood cannot fill the disk."""
         self._db.execute(
@@ -172,6 +233,19 @@ class Store:
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
             self._db.close()
+
+
+def _record(row: tuple[Any, ...]) -> BindingRecord:
+    return BindingRecord(
+        interface=row[0],
+        vlan=row[1] or None,
+        ip=row[2],
+        mac=parse_mac(row[3]),
+        first_seen=row[4],
+        last_seen=row[5],
+        previous=tuple(parse_mac(m) for m in row[6].split()),
+        state=row[7],
+    )
 
 
 class _Transaction:

@@ -35,10 +35,11 @@ ended (the deadline), not the time it was noticed, so replay and live agree.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+import struct
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from arpwatchd.addresses import (
     BROADCAST_MAC,
@@ -51,7 +52,7 @@ from arpwatchd.addresses import (
 from arpwatchd.decode import ArpFrame, ArpKind
 from arpwatchd.events import ConflictReason, Event, EventKind
 from arpwatchd.policy import NetworkRule, TrackerPolicy
-from arpwatchd.senders import Recent, Senders
+from arpwatchd.senders import Recent, Senders, SenderStats
 
 INF = float("inf")
 MAX_PREVIOUS = 4
@@ -65,6 +66,32 @@ class Binding(NamedTuple):
     first_seen: float
     last_seen: float
     previous: tuple[bytes, ...] = ()
+
+
+class Steady(NamedTuple):
+    """What a frame that only refreshed its own claim touched, so that an identical frame can
+    repeat the refresh without the slow path (`fastpath`). Valid while `Tracker.version`
+    is unchanged."""
+
+    key: int
+    dom: int
+    stats: SenderStats
+    asked: bytes
+    """Request: the `ask_key(dom, tpa, sha)` it asks under. Reply: `ask_key(dom, spa, tha)`,
+    the request that solicits it. Bytes, so the dict lookups reuse a cached hash."""
+    target: int
+    is_request: bool
+    depends: int
+    """The other binding whose state the outcome relied on (a reply's target), else `key`."""
+    asked_any: bytes
+    """Request: `ask_key(dom, tpa)`, "someone asked for tpa"."""
+    tha: bytes
+
+
+class RepeatRecord(Protocol):
+    steady: Steady
+    first: float
+    last: float
 
 
 class Phase(Enum):
@@ -162,12 +189,20 @@ class Tracker:
         self._changed: set[int] = set()
         self._removed: set[int] = set()
         self.evicted = 0
+        self.version = 0
+        """Bumped when a binding changes owner, becomes unsettled or goes (see `Steady`)."""
+        self.restructured: set[int] | None = set()
+        """Keys changed since the fast path last looked; None means anything may have."""
+        self.steady: Steady | None = None
+        """Set by `observe` when the frame only refreshed its sender's own settled claim."""
+        self._senders_evicted = 0
 
     # ----------------------------------------------------------------- public API
 
     def observe(self, frame: ArpFrame, ts: float) -> list[Event]:
         """Feeds one decoded frame seen at packet time `ts`; returns the events it causes."""
         events: list[Event] = []
+        self.steady = None
         if ts >= self._next_deadline:
             self._expire(ts, events)
         dom = self._domain(frame.interface, frame.vlan)
@@ -187,10 +222,10 @@ class Tracker:
         if frame.ethernet_mismatch:
             self._mismatch(frame, dom, ts, events)
         if frame.op == 1:  # requests, probes and gratuitous requests all ask for tpa
-            self._asked.note((dom, frame.tpa, frame.sha), ts)
-            self._asked.note((dom, frame.tpa, None), ts)
+            self._asked.note(ask_key(dom, frame.tpa, frame.sha), ts)
+            self._asked.note(ask_key(dom, frame.tpa), ts)
         if kind is ArpKind.ANNOUNCEMENT:
-            self._asked.note((dom, frame.spa, frame.sha, ArpKind.ANNOUNCEMENT), ts)
+            self._asked.note(ask_key(dom, frame.spa, frame.sha, announced=True), ts)
         if kind is ArpKind.PROBE or kind is ArpKind.REQUEST:
             scan = self._senders.count_target(frame.sha, frame.tpa, ts)
             if scan is not None:
@@ -199,10 +234,32 @@ class Tracker:
             if kind is ArpKind.PROBE:
                 self._probe(frame, dom, ts, events)
                 return events
-        self._claim(frame, dom, ts, solicited, events)
+        refreshed = self._claim(frame, dom, ts, solicited, events)
+        stable = True
         if kind is ArpKind.REPLY:
-            self._reply_evidence(frame, dom, ts, solicited, events)
+            stable = self._reply_evidence(frame, dom, ts, solicited, events)
+        if self._senders.evicted != self._senders_evicted:
+            self._senders_evicted = self._senders.evicted
+            self._restructured(None)
+        if refreshed and stable and solicited and not events and not frame.ethernet_mismatch:
+            self._note_steady(frame, dom, kind)
         return events
+
+    def _note_steady(self, frame: ArpFrame, dom: int, kind: ArpKind) -> None:
+        if kind is ArpKind.REQUEST:
+            sender = frame.eth_src if frame.eth_src is not None else frame.sha
+            stats = self._senders.peek(sender)
+            if stats is None or stats is not self._senders.peek(frame.sha):
+                return
+            key = dom << 32 | frame.spa
+            self.steady = Steady(key, dom, stats, ask_key(dom, frame.tpa, frame.sha), frame.tpa,
+                                 True, key, ask_key(dom, frame.tpa), frame.tha)
+        elif kind is ArpKind.REPLY and frame.tha not in (ZERO_MAC, BROADCAST_MAC):
+            stats = self._senders.peek(frame.sha)
+            if stats is not None:
+                self.steady = Steady(dom << 32 | frame.spa, dom, stats,
+                                     ask_key(dom, frame.spa, frame.tha), frame.tpa, False,
+                                     dom << 32 | frame.tpa, ask_key(dom, frame.spa), frame.tha)
 
     def tick(self, now: float) -> list[Event]:
         """Advances time on a quiet network (or to +inf at the end of a replay)."""
@@ -211,8 +268,45 @@ class Tracker:
             self._expire(now, events)
         return events
 
+    def key_of(self, interface: str, vlan: int | None, ip: int) -> int:
+        return self._domain(interface, vlan) << 32 | ip
+
+    @property
+    def full(self) -> bool:
+        """The next new binding evicts the least recently seen one."""
+        return len(self._bindings) >= self.policy.max_bindings
+
+    @property
+    def horizon(self) -> float:
+        """The next deadline (a hold or conflict to end); +inf when none."""
+        return self._next_deadline
+
+    @property
+    def asked_times(self) -> dict[Hashable, float]:
+        """Requests on record, (dom, ip, asker) -> time; the fast path refreshes repeats."""
+        return self._asked.times
+
+    def apply_repeats(self, repeats: Iterable[RepeatRecord]) -> list[Event]:
+        """Applies repeats of steady frames recorded by `fastpath`, oldest first: what the slow
+        path would have done for each, given that none of them changed anything else."""
+        events: list[Event] = []
+        inactive = self.policy.inactive_after
+        bindings = self._bindings
+        for repeat in repeats:
+            steady = repeat.steady
+            b = bindings[steady.key]
+            if repeat.first - b.last_seen >= inactive:
+                events.append(self._event(repeat.first, EventKind.NEW_ACTIVITY, steady.dom,
+                                          steady.key & 0xFFFFFFFF, b.mac, since=b.last_seen))
+            if repeat.last > b.last_seen:
+                self._touch(steady.key, b, repeat.last)
+            if not steady.is_request:
+                self._remember_reply(steady.key, b.mac, steady.tha, repeat.last)
+        return events
+
     def reconfigure(self, policy: TrackerPolicy) -> None:
         """Swaps in new settings (SIGHUP) keeping every binding and pending state."""
+        self._restructured(None)
         self.policy = policy
         self._networks = [policy.networks_for(i, v) for i, v in self._domains]
         self._senders.reconfigure(policy.flood_frames, policy.flood_window,
@@ -223,6 +317,7 @@ class Tracker:
 
     def restore(self, records: Iterable[BindingRecord]) -> None:
         """Rebuilds bindings from the store without reporting anything."""
+        self._restructured(None)
         for rec in records:
             dom = self._domain(rec.interface, rec.vlan)
             key = dom << 32 | rec.ip
@@ -280,7 +375,8 @@ class Tracker:
 
     def _claim(
         self, frame: ArpFrame, dom: int, ts: float, solicited: bool, events: list[Event]
-    ) -> None:
+    ) -> bool:
+        """Applies a claim; True when it only refreshed the claimant's own settled binding."""
         key = dom << 32 | frame.spa
         sha = frame.sha
         b = self._bindings.get(key)
@@ -294,8 +390,10 @@ class Tracker:
                 events.append(self._event(ts, EventKind.NEW_ACTIVITY, dom, frame.spa, b.mac,
                                           since=b.last_seen))
             self._touch(key, b, ts)
+            return b.mac == sha
         else:
             self._takeover(frame, dom, key, b, ts, solicited, events)
+        return False
 
     def _new_binding(
         self, frame: ArpFrame, dom: int, key: int, ts: float, events: list[Event]
@@ -303,7 +401,7 @@ class Tracker:
         sha, ip = frame.sha, frame.spa
         if len(self._bindings) >= self.policy.max_bindings:
             self._evict_one()
-        self._bindings[key] = Binding(sha, ts, ts, ())
+        self._bindings[key] = Binding(sha, ts, ts, ())  # no version bump: see _reply_evidence
         self._counts[dom] += 1
         self._changed.add(key)
         self._senders.get(sha, ts).owned += 1
@@ -347,7 +445,7 @@ class Tracker:
             return
         if frame.kind is ArpKind.REPLY:
             window = self.policy.answer_window
-            announced = (dom, ip, old, ArpKind.ANNOUNCEMENT)
+            announced = ask_key(dom, ip, old, announced=True)
             if frame.tha == old and self._asked.within(announced, ts, window):
                 # the owner just announced its own address and B answers, claiming it
                 self._start_conflict(key, dom, ts, {old: b.last_seen, new: ts}, new, old,
@@ -462,7 +560,9 @@ class Tracker:
 
     def _reply_evidence(
         self, frame: ArpFrame, dom: int, ts: float, solicited: bool, events: list[Event]
-    ) -> None:
+    ) -> bool:
+        """Weighs what a reply says about its target; True when the outcome cannot change
+        while the tracker's version stays the same."""
         key = dom << 32 | frame.spa
         tha, tpa = frame.tha, frame.tpa
         if not solicited:
@@ -471,16 +571,18 @@ class Tracker:
         if tpa == 0:
             if self._probes.within((key, tha), ts, self.policy.solicit_window):
                 self._probe_in_use(dom, frame.spa, tha, frame.sha, ts, events)
-            return
+            return False
         if tpa == frame.spa or tha in (ZERO_MAC, BROADCAST_MAC) or tha[0] & 1:
-            return
+            return True
         tkey = dom << 32 | tpa
         bt = self._bindings.get(tkey)
-        if bt is None or bt.mac == tha or _glbp_pair(bt.mac, tha):
-            return
+        if bt is None:
+            return False  # a binding may appear for tpa: new bindings do not bump the version
+        if bt.mac == tha or _glbp_pair(bt.mac, tha):
+            return True
         interface, vlan = self._domains[dom]
         if self.policy.same_group(interface, vlan, tpa, bt.mac, tha):
-            return
+            return True
         u = self._unsettled.get(tkey)
         if u is None and ts - bt.last_seen <= self.policy.hold:
             self._start_conflict(tkey, dom, ts, {bt.mac: bt.last_seen, tha: ts}, bt.mac, tha,
@@ -489,6 +591,7 @@ class Tracker:
         elif u is not None and u.phase is Phase.HOLD and tha == u.old_mac:
             self._hold_to_conflict(tkey, dom, bt, u, tha, ts, ConflictReason.REPLY_TARGET,
                                    events)
+        return False
 
     def _invalid(self, frame: ArpFrame, dom: int, ts: float, events: list[Event]) -> None:
         """Sampled: one report per sender and problem per `repeat_after` (all are counted)."""
@@ -517,8 +620,8 @@ class Tracker:
     def _solicited(self, frame: ArpFrame, dom: int, ts: float) -> bool:
         window = self.policy.solicit_window
         if frame.tha in (ZERO_MAC, BROADCAST_MAC):
-            return self._asked.within((dom, frame.spa, None), ts, window)
-        return self._asked.within((dom, frame.spa, frame.tha), ts, window)
+            return self._asked.within(ask_key(dom, frame.spa), ts, window)
+        return self._asked.within(ask_key(dom, frame.spa, frame.tha), ts, window)
 
     def _remember_reply(self, key: int, mac: bytes, tha: bytes, ts: float) -> None:
         replied = self._replied
@@ -556,6 +659,7 @@ class Tracker:
                                   suspect=mac_text(suspect) if suspect else None))
 
     def _unsettle(self, key: int, u: _Unsettled) -> None:
+        self._restructured(key)
         self._unsettled[key] = u
         self._changed.add(key)
         self._push(u.deadline, key)
@@ -621,6 +725,13 @@ class Tracker:
 
     # ----------------------------------------------------------------- table upkeep
 
+    def _restructured(self, key: int | None) -> None:
+        self.version += 1
+        if key is None or self.restructured is None or len(self.restructured) > 10_000:
+            self.restructured = None
+        else:
+            self.restructured.add(key)
+
     def _domain(self, interface: str, vlan: int | None) -> int:
         domain = (interface, vlan)
         dom = self._domain_ids.get(domain)
@@ -641,6 +752,7 @@ class Tracker:
         previous = (b.mac, *tuple(m for m in b.previous if m != mac))[:MAX_PREVIOUS]
         del self._bindings[key]
         self._bindings[key] = Binding(mac, ts, ts, previous)
+        self._restructured(key)
         self._changed.add(key)
         old_stats = self._senders.peek(b.mac)
         if old_stats is not None and old_stats.owned > 0:
@@ -654,6 +766,7 @@ class Tracker:
         else:
             return
         b = self._bindings.pop(key)
+        self._restructured(key)
         self._counts[key >> 32] -= 1
         self._changed.discard(key)
         self._removed.add(key)
@@ -698,6 +811,14 @@ class Tracker:
             since=since,
             duration=duration,
         )
+
+
+_ASK = struct.Struct("!IIc")
+
+
+def ask_key(dom: int, ip: int, asker: bytes = b"", announced: bool = False) -> bytes:
+    """Key of the request memory: who asked for which address (bytes: their hash is cached)."""
+    return _ASK.pack(dom, ip, b"A" if announced else b"Q") + asker
 
 
 def _rhythm(gap: float, pause: float, hold: float) -> float:

@@ -847,5 +847,211 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+# ============================================================================================
+# Live sensor helpers: `arpwatchd run` / `arpwatchd replay` in a lab, for the end-to-end tests
+# tests/test_live_sensor.py and tests/test_live_defense.py. A self-contained section (its own
+# imports below): nothing above depends on it.
+
+from collections.abc import Callable, Iterator  # noqa: E402  (this section's own imports)
+from datetime import datetime  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+#: ``SO_TIMESTAMP`` (Python's socket module does not export it); 29 on x86 and most ports.
+SO_TIMESTAMP = 29
+SensorEvent = dict[str, object]
+"""One JSON object of the sensor's events file, as loaded by ``json.loads``."""
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, step: float = 0.05) -> float:
+    """Polls ``check`` every ``step`` s until it is true; returns the ``time.time()`` it was.
+
+    Raises:
+        AssertionError: naming ``what`` when ``timeout`` passes first.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if check():
+            return time.time()
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(step)
+
+
+@contextlib.contextmanager
+def kernel_rx_timestamps() -> Iterator[None]:
+    """Makes the kernel stamp every received frame once (``skb->tstamp``) while it lasts.
+
+    Each packet socket otherwise reads the clock itself when a frame reaches it, so the sensor's
+    libpcap and a tcpdump on the same bridge see one frame at times a few microseconds apart
+    (measured here: 1-20 us). One socket with ``SO_TIMESTAMP`` turns on the kernel's receive
+    timestamps system-wide (a static key, enabled from a work queue, hence the short wait), and
+    then every packet socket reports the frame's one timestamp. Needed to compare a live run
+    with a replay of a separate capture to the microsecond.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
+        time.sleep(0.1)
+        yield
+
+
+def pin_neigh(host: Host, ip: str, mac: str) -> None:
+    """A permanent neighbour entry on ``host``: it will never ARP for ``ip`` (no re-probes).
+
+    After ``resolve`` the peer answers with an ICMP port unreachable, and its kernel re-probes
+    the resolver by unicast ARP 5 s later; a request addressed to the victim rewrites the
+    victim's entry (LAB_NOTES row 1), which would undo a poisoning without any defense.
+    """
+    host.run(["ip", "neigh", "replace", ip, "lladdr", mac, "dev", host.dev, "nud", "permanent"])
+
+
+def pick(events: Iterable[SensorEvent], event: str | None = None, **fields: object
+         ) -> list[SensorEvent]:
+    """The events named ``event`` (any if None) whose ``fields`` have the given values."""
+    return [
+        e for e in events
+        if (event is None or e.get("event") == event)
+        and all(e.get(k) == v for k, v in fields.items())
+    ]
+
+
+def event_ts(event: SensorEvent, key: str = "ts") -> float:
+    """An event's RFC 3339 UTC time (``ts``, or ``since``) as epoch seconds."""
+    return datetime.fromisoformat(str(event[key]).replace("Z", "+00:00")).timestamp()
+
+
+def having(event: str, n: int = 1, **fields: object) -> Callable[[list[SensorEvent]], bool]:
+    """A ``SensorProcess.wait_for`` check: at least ``n`` events ``event`` with ``fields``."""
+    return lambda events: len(pick(events, event, **fields)) >= n
+
+
+def read_events(path: Path) -> list[SensorEvent]:
+    """Complete JSON lines of an events file (a line still being written is left out)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in text.split("\n")[:-1] if line]
+
+
+class SensorProcess:
+    """``arpwatchd run`` on the lab bridge, in the sensor namespace, with its own files.
+
+    ``start()`` returns once the sensor logged ``capturing on`` (its capture is open);
+    ``events()`` / ``wait_for()`` read the JSON lines file; ``stop()`` sends SIGTERM and times
+    the exit. The config is written to ``<workdir>/<tag>.yml``; metrics are off (``0``). If a
+    test fails first, the lab stops the process at teardown.
+    """
+
+    def __init__(
+        self,
+        lab: Lab,
+        config: str,
+        *,
+        tag: str = "sensor",
+        state: Path | None = None,
+        args: Sequence[str] = (),
+        interfaces: Sequence[str] | None = None,
+    ) -> None:
+        self.lab = lab
+        self.config_path = lab.workdir / f"{tag}.yml"
+        self.config_path.write_text(config, encoding="utf-8")
+        self.events_path = lab.workdir / f"{tag}-events.jsonl"
+        self.log_path = lab.workdir / f"{tag}-stderr.log"
+        self.state_path = state or lab.workdir / f"{tag}.sqlite"
+        argv = [sys.executable, "-m", "arpwatchd", "run"]
+        for iface in interfaces or [lab.bridge]:
+            argv += ["-i", iface]
+        argv += ["-c", str(self.config_path), "--events", str(self.events_path)]
+        argv += ["--state", str(self.state_path), "--metrics-address", "0", *args]
+        self.argv = argv
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started_at = 0.0
+
+    def start(self, timeout: float = 15.0) -> SensorProcess:
+        with self.log_path.open("wb") as log:
+            self.proc = self.lab.sensor_popen(
+                self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                cwd=str(REPO_ROOT),
+            )
+        proc = self.proc
+
+        def capturing() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"arpwatchd exited {proc.returncode} before capturing: "
+                                     f"{self.log()}")
+            return "capturing on" in self.log()
+
+        self.started_at = wait_until(capturing, timeout, f"arpwatchd to capture: {self.log()}")
+        return self
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def events(self) -> list[SensorEvent]:
+        return read_events(self.events_path)
+
+    def wait_for(
+        self, check: Callable[[list[SensorEvent]], bool], timeout: float, what: str
+    ) -> list[SensorEvent]:
+        """Polls the events file until ``check(events)``; returns the events then.
+
+        Raises:
+            AssertionError: with the events and the sensor's log, when ``timeout`` passes or
+                the sensor exits.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            events = self.events()
+            if check(events):
+                return events
+            exited = self.proc is not None and self.proc.poll() is not None
+            if exited or time.monotonic() >= deadline:
+                lines = "\n  ".join(json.dumps(e) for e in events)
+                why = "arpwatchd exited" if exited else f"timed out after {timeout} s"
+                raise AssertionError(f"{why} waiting for {what}; events:\n  {lines}\n"
+                                     f"log:\n{self.log()}")
+            time.sleep(0.05)
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the sensor process has used so far."""
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self, timeout: float = 5.0) -> tuple[int, float]:
+        """SIGTERM; returns (exit status, seconds until it exited). SIGKILL after ``timeout``."""
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            return self.proc.returncode, 0.0
+        begin = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5.0)
+        return self.proc.returncode, time.monotonic() - begin
+
+
+def replay_events(
+    config: Path, pcap: Path, interface: str, out: Path, timeout: float = 60.0
+) -> list[SensorEvent]:
+    """``arpwatchd replay -i interface -c config pcap`` (no namespace needed); its events.
+
+    Raises:
+        LabError: when replay exits non-zero.
+    """
+    argv = [sys.executable, "-m", "arpwatchd", "replay", "-i", interface, "-c", str(config)]
+    argv += ["--events", str(out), str(pcap)]
+    _run(argv, timeout=timeout)
+    return read_events(out)
+
+
+# --- end of live sensor helpers -------------------------------------------------------------
+
+
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

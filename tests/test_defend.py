@@ -128,3 +128,14 @@ def test_config_rejects_bad_defense_entries() -> None:
     config = parse_config(f"defend:\n  addresses:\n    - {{ip: {IP}, mac: {OWNER}, "
                           "interface: eth0}\n")
     assert config.policy.protection("eth0", None, parse_ip(IP)) is not None
+
+
+def test_next_due_waits_for_a_token_when_the_rate_cap_holds_frames_back() -> None:
+    owned = tuple(OwnedAddress(parse_ip(f"10.0.1.{i}"), parse_mac(OWNER), "eth0")
+                  for i in range(1, 4))
+    d = Defender(DefensePolicy(addresses=owned, rate=1.0), {})
+    for i in range(1, 4):
+        d.observe(garp(EVIL, f"10.0.1.{i}"), T0)
+    assert len(d.due(T0)) == 1
+    due = d.next_due()
+    assert due is not None and due >= T0 + 1.0 - 1e-9

@@ -1,0 +1,212 @@
+"""Repeats of a known claim are cheap: the same frame bytes, seen again, skip dpkt and the
+tracker's slow path.
+
+On a LAN most ARP frames repeat byte for byte (a host re-asking its gateway every minute,
+the gateway's unicast answer). When the tracker says a frame only refreshed its sender's own
+settled claim (`Tracker.steady`), its bytes are remembered here; an identical frame then costs
+a dict lookup and a few comparisons that prove it would again change nothing but times and
+counters, and its refresh is applied later, in bulk (`Tracker.apply_repeats`).
+
+Exactness: every deferred write is one that only the slow path reads, so the repeats of the
+bindings a slow frame will read (its sender's and its target's address) are applied before
+it, all of them before a deadline (a hold ending) or an eviction, and all at least every
+`DEFER` seconds of packet time. Anything a repeat could change that the fast path
+cannot prove unchanged (a flood or scan window rolling over or about to alarm, a reply whose
+request is not on record, a state change anywhere: `Tracker.version`) sends it down the slow
+path. Same events as the slow path, frame for frame (tested on every capture we have).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from arpwatchd.capture import META, Batch
+from arpwatchd.decode import ArpFrame
+from arpwatchd.events import Event
+from arpwatchd.tracker import Steady, Tracker
+
+DEFER = 300.0
+"""Packet-time seconds between bulk refreshes (bounds how stale last_seen can be in the store)."""
+MAX_MEMOS = 200_000
+
+
+class Repeat:
+    """A remembered steady frame and its repeats since the last bulk refresh."""
+
+    __slots__ = ("first", "last", "n", "steady")
+
+    def __init__(self, steady: Steady) -> None:
+        self.steady = steady
+        self.first = 0.0
+        self.last = 0.0
+        self.n = 0
+
+
+class FastPath:
+    def __init__(self, tracker: Tracker) -> None:
+        self.tracker = tracker
+        self._memo: dict[bytes, Repeat] = {}
+        self._by_key: dict[int, list[bytes]] = {}
+        self._version = tracker.version
+        self._pending: dict[int, list[Repeat]] = {}
+        self._flushed_at: float | None = None
+        self.request_hits = 0
+        self.reply_hits = 0
+        self.enabled = True
+        """False sends every frame down the slow path (to compare the two)."""
+
+    def run(
+        self,
+        batch: Batch,
+        slow: Callable[[float, bytes], bool],
+        events: list[Event],
+    ) -> None:
+        """Feeds a batch; `slow(ts, frame)` handles a frame the fast path cannot, returning
+        True when the tracker marked it steady (it is then remembered)."""
+        if not self.enabled:
+            for ts, frame in batch.frames():
+                slow(ts, frame)
+            return
+        data = batch.data
+        tracker = self.tracker
+        policy = tracker.policy
+        flood_window, flood_frames = policy.flood_window, policy.flood_frames
+        scan_window, scan_targets = policy.scan_window, policy.scan_targets
+        solicit = policy.solicit_window
+        asked = tracker.asked_times
+        memo = self._memo
+        memo_get = memo.get
+        pending = self._pending
+        pending_get = pending.get
+        horizon = self._horizon()
+        requests = replies = 0
+        for sec, usec, offset, length in META.iter_unpack(batch.meta):
+            frame = data[offset : offset + length]
+            ts = sec + usec * 1e-6
+            repeat = memo_get(frame)
+            if repeat is not None and ts < horizon:
+                s = repeat.steady
+                st = s.stats
+                if s.is_request:
+                    # the windows of Senders.count_frame / count_target, rolled the same way
+                    if ts - st.flood_start >= flood_window:
+                        if st.flood_count + st.pending <= flood_frames:
+                            st.flooding = False
+                        st.flood_start = ts
+                        st.flood_count = st.pending = 0
+                    targets = st.scan_targets
+                    if targets is None or ts - st.scan_start >= scan_window:
+                        if targets is not None and len(targets) <= scan_targets:
+                            st.scanning = False
+                        st.scan_start = ts
+                        targets = st.scan_targets = set()
+                    if st.flood_count + st.pending < flood_frames and (
+                        s.target in targets or len(targets) < scan_targets
+                    ):
+                        targets.add(s.target)
+                        asked[s.asked] = ts
+                        asked[s.asked_any] = ts
+                        st.pending += 1
+                        if not repeat.n:
+                            repeat.first = ts
+                            waiting = pending_get(s.key)
+                            if waiting is None:
+                                pending[s.key] = [repeat]
+                            else:
+                                waiting.append(repeat)
+                        repeat.n += 1
+                        repeat.last = ts
+                        requests += 1
+                        continue
+                else:
+                    asked_at = asked.get(s.asked)
+                    if asked_at is not None and ts - asked_at <= solicit:
+                        if not repeat.n:
+                            repeat.first = ts
+                            waiting = pending_get(s.key)
+                            if waiting is None:
+                                pending[s.key] = [repeat]
+                            else:
+                                waiting.append(repeat)
+                        repeat.n += 1
+                        repeat.last = ts
+                        replies += 1
+                        continue
+            if pending and ts >= horizon:
+                self.flush(events)
+            if slow(ts, frame) and tracker.steady is not None:
+                if len(memo) >= MAX_MEMOS:
+                    self._forget_all()
+                self._remember(frame, tracker.steady)
+            if tracker.version != self._version:
+                self._invalidate()
+            horizon = self._horizon()
+            if self._flushed_at is None:
+                self._flushed_at = ts
+        self.request_hits += requests
+        self.reply_hits += replies
+
+    def _remember(self, frame: bytes, steady: Steady) -> None:
+        self._memo[frame] = Repeat(steady)
+        self._by_key.setdefault(steady.key, []).append(frame)
+        if steady.depends != steady.key:
+            self._by_key.setdefault(steady.depends, []).append(frame)
+
+    def _invalidate(self) -> None:
+        """Forgets the frames whose bindings changed since the last look."""
+        tracker = self.tracker
+        self._version = tracker.version
+        changed = tracker.restructured
+        tracker.restructured = set()
+        if changed is None:
+            self._forget_all()
+            return
+        memo, by_key = self._memo, self._by_key
+        for key in changed:
+            for frame in by_key.pop(key, ()):
+                memo.pop(frame, None)
+
+    def _forget_all(self) -> None:
+        self._memo.clear()
+        self._by_key.clear()
+
+    def _horizon(self) -> float:
+        deadline = self.tracker.horizon
+        if self._flushed_at is not None:
+            deadline = min(deadline, self._flushed_at + DEFER)
+        return deadline
+
+    def before_slow(self, frame: ArpFrame, events: list[Event]) -> None:
+        """Applies the repeats a slow frame's processing will read: those of its sender's and
+        target's addresses, or all of them when the tracker may evict (LRU order)."""
+        pending = self._pending
+        if not pending:
+            return
+        tracker = self.tracker
+        if tracker.full:
+            self.flush(events)
+            return
+        for ip in (frame.spa, frame.tpa):
+            waiting = pending.pop(tracker.key_of(frame.interface, frame.vlan, ip), None)
+            if waiting is not None:
+                self._apply(waiting, events)
+
+    def flush(self, events: list[Event]) -> None:
+        """Applies every recorded repeat (a deadline, a tick, DEFER passed, the end)."""
+        pending = self._pending
+        if not pending:
+            return
+        waiting = [repeat for repeats in pending.values() for repeat in repeats]
+        waiting.sort(key=lambda repeat: repeat.first)
+        pending.clear()
+        self._apply(waiting, events)
+        self._flushed_at = max(repeat.last for repeat in waiting)
+
+    def _apply(self, waiting: list[Repeat], events: list[Event]) -> None:
+        events.extend(self.tracker.apply_repeats(waiting))
+        for repeat in waiting:
+            repeat.n = 0
+
+    def due(self, now: float) -> bool:
+        """Whether a tick at `now` must flush first (a deadline or DEFER passed)."""
+        return bool(self._pending) and now >= self._horizon()

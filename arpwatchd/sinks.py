@@ -1,0 +1,22 @@
+"""Builds the optional event sinks (syslog, hook) that `EventWriter` fans events out to.
+
+Kept apart from `output` so that the JSON-lines writer does not import sockets or
+subprocesses, and apart from `config` so that parsing a config never opens anything.
+"""
+
+from __future__ import annotations
+
+from arpwatchd.config import OutputConfig
+from arpwatchd.hooks import HookRunner
+from arpwatchd.output import EventSink
+from arpwatchd.syslog import SyslogSink
+
+
+def open_sinks(output: OutputConfig) -> list[EventSink]:
+    """The sinks the config asks for; they connect and run lazily, in their own threads."""
+    sinks: list[EventSink] = []
+    if output.syslog is not None:
+        sinks.append(SyslogSink(output.syslog))
+    if output.hook is not None:
+        sinks.append(HookRunner(output.hook))
+    return sinks
