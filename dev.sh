@@ -75,7 +75,7 @@ case "$cmd" in
     test)
         debian_packages "${RUN_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
         python_env "[test]"
-        "$VENV/bin/ruff" check arpwatchd tests benchmarks pcaps
+        "$VENV/bin/ruff" check .
         "$VENV/bin/mypy" arpwatchd
         exec "$VENV/bin/python" -m pytest -q -ra "$@"
         ;;
