@@ -9,6 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+
+def trim_oldest(table: dict[Any, Any], cap: int) -> list[Any]:
+    """Removes the oldest 1/64 of a full insertion-ordered table (at least one entry).
+
+    In bulk because a CPython dict keeps deleted entries as dummies until it resizes, and
+    finding the first live entry walks past them: deleting one at a time from the front under
+    a flood is quadratic, deleting a slice at a time is not.
+    """
+    victims = list(islice(table, max(1, cap // 64)))
+    for key in victims:
+        del table[key]
+    return victims
 
 
 class SenderStats:
@@ -102,8 +117,7 @@ class Senders:
         stats = self._stats.get(mac)
         if stats is None:
             if len(self._stats) >= self._cap:
-                del self._stats[next(iter(self._stats))]
-                self.evicted += 1
+                self.evicted += len(trim_oldest(self._stats, self._cap))
             stats = self._stats[mac] = SenderStats(ts)
         return stats
 
@@ -179,7 +193,7 @@ class Recent:
         if key in seen:
             del seen[key]
         elif len(seen) >= self._cap:
-            del seen[next(iter(seen))]
+            trim_oldest(seen, self._cap)
         seen[key] = ts
 
     def within(self, key: Hashable, ts: float, window: float) -> bool:

@@ -17,6 +17,7 @@ from arpwatchd.defend import Defender, Send
 from arpwatchd.events import Event, EventKind, EventLimiter
 from arpwatchd.fastpath import FastPath
 from arpwatchd.output import EventWriter, OutputError
+from arpwatchd.senders import trim_oldest
 from arpwatchd.stats import SensorStats
 from arpwatchd.store import Store, StoreError
 from arpwatchd.suppress import Suppressor
@@ -25,6 +26,8 @@ from arpwatchd.tracker import BindingRecord, Tracker
 log = logging.getLogger("arpwatchd")
 
 MAX_PENDING_WRITES = 200_000
+STORE_ROWS = 4096
+"""Changes gathered before a store write between clock ticks."""
 OWN_FRAMES_KEPT = 1024
 
 
@@ -165,7 +168,7 @@ class Sensor:
                 continue
             self._own_frames[send.frame] = None
             if len(self._own_frames) > OWN_FRAMES_KEPT:
-                del self._own_frames[next(iter(self._own_frames))]
+                trim_oldest(self._own_frames, OWN_FRAMES_KEPT)
             events.append(send.event)
             with self.stats.lock:
                 self.stats.defense_sent[send.interface] += 1
@@ -181,7 +184,7 @@ class Sensor:
             self.fastpath.flush(events)
         events.extend(self.tracker.tick(now))
         events.extend(self.limiter.flush(now))
-        self._emit(events)
+        self._emit(events, store_now=now != float("inf"))
 
     def finish(self) -> None:
         """End of a replay: every hold and conflict runs to its end, as if silence followed."""
@@ -193,9 +196,9 @@ class Sensor:
         events: list[Event] = []
         self.fastpath.flush(events)
         self._emit(events)
-        self._write_store([])
+        self._write_store([], now=True)
 
-    def _emit(self, events: list[Event]) -> None:
+    def _emit(self, events: list[Event], store_now: bool = False) -> None:
         if events:
             with self.stats.lock:
                 for event in events:
@@ -220,19 +223,26 @@ class Sensor:
                 self._once(str(exc))
             if self.emitted is not None:
                 self.emitted.extend(events)
-        self._write_store(events)
+        self._write_store(events, now=store_now)
         self._publish()
 
-    def _write_store(self, events: list[Event]) -> None:
-        upserts, removed = self.tracker.changes()
+    def _write_store(self, events: list[Event], now: bool = False) -> None:
+        """Stores changed bindings and events: at once when `now` (a clock tick, the end),
+        else once enough have gathered (one transaction for many batches under load)."""
         if self.store is None:
+            self.tracker.changes()
             return
+        self._pending_events.extend(events)
+        waiting = self.tracker.changed_count + len(self._pending_events)
+        if not now and waiting < STORE_ROWS:
+            return
+        upserts, removed = self.tracker.changes()
+        events = []
         pending = self._pending
         for record in upserts:
             pending[(record.interface, record.vlan, record.ip)] = record
         for key in removed:
             pending[key] = None
-        self._pending_events.extend(events)
         if not pending and not self._pending_events:
             return
         writes = [r for r in pending.values() if r is not None]

@@ -39,6 +39,7 @@ import struct
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from enum import Enum
+from itertools import islice
 from typing import NamedTuple, Protocol
 
 from arpwatchd.addresses import (
@@ -52,7 +53,7 @@ from arpwatchd.addresses import (
 from arpwatchd.decode import ArpFrame, ArpKind
 from arpwatchd.events import ConflictReason, Event, EventKind
 from arpwatchd.policy import NetworkRule, TrackerPolicy
-from arpwatchd.senders import Recent, Senders, SenderStats
+from arpwatchd.senders import Recent, Senders, SenderStats, trim_oldest
 
 INF = float("inf")
 MAX_PREVIOUS = 4
@@ -325,8 +326,8 @@ class Tracker:
                 self._counts[dom] += 1
             self._bindings[key] = Binding(rec.mac, rec.first_seen, rec.last_seen, rec.previous)
             self._senders.get(rec.mac, rec.last_seen).owned += 1
-        while len(self._bindings) > self.policy.max_bindings:
-            self._evict_one()
+        if len(self._bindings) > self.policy.max_bindings:
+            self._evict(len(self._bindings) - self.policy.max_bindings)
 
     def changes(self) -> tuple[list[BindingRecord], list[tuple[str, int | None, int]]]:
         """Bindings written and removed since the last call, for one store transaction."""
@@ -343,6 +344,11 @@ class Tracker:
         self._changed.clear()
         self._removed.clear()
         return upserts, removed
+
+    @property
+    def changed_count(self) -> int:
+        """Bindings changed or removed since the last `changes()`."""
+        return len(self._changed) + len(self._removed)
 
     def bindings(self) -> list[BindingRecord]:
         return [self._record(key, b) for key, b in self._bindings.items()]
@@ -400,7 +406,7 @@ class Tracker:
     ) -> None:
         sha, ip = frame.sha, frame.spa
         if len(self._bindings) >= self.policy.max_bindings:
-            self._evict_one()
+            self._evict(max(1, self.policy.max_bindings // 64))
         self._bindings[key] = Binding(sha, ts, ts, ())  # no version bump: see _reply_evidence
         self._counts[dom] += 1
         self._changed.add(key)
@@ -628,7 +634,7 @@ class Tracker:
         if key in replied:
             del replied[key]
         elif len(replied) >= self.policy.max_pending:
-            del replied[next(iter(replied))]
+            trim_oldest(replied, self.policy.max_pending)
         replied[key] = (mac, tha, ts)
 
     # ----------------------------------------------------------------- states and time
@@ -759,21 +765,21 @@ class Tracker:
             old_stats.owned -= 1
         self._senders.get(mac, ts).owned += 1
 
-    def _evict_one(self) -> None:
-        for key in self._bindings:
-            if key not in self._unsettled:
-                break
-        else:
-            return
-        b = self._bindings.pop(key)
-        self._restructured(key)
-        self._counts[key >> 32] -= 1
-        self._changed.discard(key)
-        self._removed.add(key)
-        self.evicted += 1
-        stats = self._senders.peek(b.mac)
-        if stats is not None and stats.owned > 0:
-            stats.owned -= 1
+    def _evict(self, count: int) -> None:
+        """Drops the `count` least recently seen settled bindings, in one slice (see
+        `trim_oldest` for why not one at a time)."""
+        unsettled = self._unsettled
+        victims = list(islice((k for k in self._bindings if k not in unsettled), count))
+        for key in victims:
+            b = self._bindings.pop(key)
+            self._restructured(key)
+            self._counts[key >> 32] -= 1
+            self._changed.discard(key)
+            self._removed.add(key)
+            stats = self._senders.peek(b.mac)
+            if stats is not None and stats.owned > 0:
+                stats.owned -= 1
+        self.evicted += len(victims)
 
     def _record(self, key: int, b: Binding) -> BindingRecord:
         interface, vlan = self._domains[key >> 32]

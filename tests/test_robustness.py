@@ -186,7 +186,8 @@ def test_flood_keeps_bindings_capped_and_evictions_counted(tmp_path: Path) -> No
     out = subprocess.run([*ARPWATCHD, "replay", "-c", str(config), "--state", str(state),
                           str(capture)], capture_output=True, text=True, check=True, cwd=ROOT)
     db = sqlite3.connect(state)
-    assert db.execute("SELECT COUNT(*) FROM bindings").fetchone()[0] == 5000
+    stored = db.execute("SELECT COUNT(*) FROM bindings").fetchone()[0]
+    assert 5000 - 5000 // 64 <= stored <= 5000  # evicted a slice at a time when full
     events = [json.loads(line) for line in out.stdout.splitlines()]
     suppressed = sum(e["count"] for e in events if e["event"] == "events_suppressed"
                      and e["suppressed_event"] == "new_station")
