@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 
 from arpwatchd.addresses import ip_text, mac_text, parse_ip, parse_mac
-from arpwatchd.tracker import MAX_PREVIOUS, BindingRecord
+from arpwatchd.state import MAX_PREVIOUS, BindingRecord
 
 FROM_FILE = "(from file)"
 """Debian arpwatch's interface field for stations learned from a capture file (-r)."""

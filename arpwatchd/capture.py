@@ -9,19 +9,18 @@ failure becomes a `CaptureError` with a one-line message naming the interface or
 from __future__ import annotations
 
 import socket
-import struct
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pcapy
 
+from arpwatchd.batch import META, Batch
+
 # libpcap's `vlan` shifts the offsets for the rest of the expression, even across `or`, so
 # the QinQ branch must nest inside the single-tag one.
 ARP_FILTER = "arp or (vlan and (arp or (vlan and arp)))"
 ARP_FILTER_NO_VLAN = "arp"  # Linux cooked captures: libpcap has no VLAN keyword there
-META = struct.Struct("=IIII")
 _IFF_UP = 0x1
 _IFF_LOOPBACK = 0x8
 
@@ -35,26 +34,6 @@ class CaptureStats:
     received: int
     dropped: int
     interface_dropped: int
-
-
-@dataclass(frozen=True, slots=True)
-class Batch:
-    """Frames read in one call: `data` holds them all, `meta` 16-byte (sec, usec, off, len)."""
-
-    data: bytes
-    meta: bytes
-
-    def __len__(self) -> int:
-        return len(self.meta) // META.size
-
-    def last_ts(self) -> float:
-        sec, usec, _, _ = META.unpack_from(self.meta, len(self.meta) - META.size)
-        return float(sec + usec * 1e-6)
-
-    def frames(self) -> Iterator[tuple[float, bytes]]:
-        data = self.data
-        for sec, usec, offset, length in META.iter_unpack(self.meta):
-            yield sec + usec * 1e-6, data[offset : offset + length]
 
 
 def _message(exc: Exception) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from arpwatchd.capture import META, Batch
+from arpwatchd.batch import META, Batch
 from arpwatchd.decode import ArpFrame
 from arpwatchd.events import Event
 from arpwatchd.tracker import Steady, Tracker

@@ -10,7 +10,7 @@ import logging
 import traceback
 from dataclasses import replace
 
-from arpwatchd.capture import Batch
+from arpwatchd.batch import Batch
 from arpwatchd.config import Config
 from arpwatchd.decode import ArpFrame, ArpKind, Decoder
 from arpwatchd.defend import Defender, Send

@@ -35,134 +35,33 @@ ended (the deadline), not the time it was noticed, so replay and live agree.
 from __future__ import annotations
 
 import heapq
-import struct
 from collections.abc import Hashable, Iterable
-from dataclasses import dataclass
-from enum import Enum
 from itertools import islice
-from typing import NamedTuple, Protocol
 
-from arpwatchd.addresses import (
-    BROADCAST_MAC,
-    ZERO_MAC,
-    VirtualRouter,
-    ip_text,
-    mac_text,
-    virtual_router,
-)
+from arpwatchd.addresses import BROADCAST_MAC, ZERO_MAC, ip_text, mac_text, virtual_router
 from arpwatchd.decode import ArpFrame, ArpKind
 from arpwatchd.events import ConflictReason, Event, EventKind
 from arpwatchd.policy import NetworkRule, TrackerPolicy
-from arpwatchd.senders import Recent, Senders, SenderStats, trim_oldest
+from arpwatchd.senders import Recent, Senders, trim_oldest
+from arpwatchd.state import (
+    INF,
+    MAX_CONFLICT_MEMBERS,
+    MAX_PREVIOUS,
+    Binding,
+    BindingRecord,
+    Phase,
+    RepeatRecord,
+    Steady,
+    Takeover,
+    TrackerStats,
+    Unsettled,
+    ask_key,
+    conflict_deadline,
+    glbp_pair,
+    rhythm,
+)
 
-INF = float("inf")
-MAX_PREVIOUS = 4
-MAX_CONFLICT_MEMBERS = 4
-
-
-class Binding(NamedTuple):
-    """Immutable so that a table of a million of them is cheap and ignored by the cyclic GC."""
-
-    mac: bytes
-    first_seen: float
-    last_seen: float
-    previous: tuple[bytes, ...] = ()
-
-
-class Steady(NamedTuple):
-    """What a frame that only refreshed its own claim touched, so that an identical frame can
-    repeat the refresh without the slow path (`fastpath`). Valid while `Tracker.version`
-    is unchanged."""
-
-    key: int
-    dom: int
-    stats: SenderStats
-    asked: bytes
-    """Request: the `ask_key(dom, tpa, sha)` it asks under. Reply: `ask_key(dom, spa, tha)`,
-    the request that solicits it. Bytes, so the dict lookups reuse a cached hash."""
-    target: int
-    is_request: bool
-    depends: int
-    """The other binding whose state the outcome relied on (a reply's target), else `key`."""
-    asked_any: bytes
-    """Request: `ask_key(dom, tpa)`, "someone asked for tpa"."""
-    tha: bytes
-
-
-class RepeatRecord(Protocol):
-    steady: Steady
-    first: float
-    last: float
-
-
-class Phase(Enum):
-    HOLD = "hold"
-    CONFLICT = "conflict"
-
-
-class Takeover(Enum):
-    ANNOUNCED = "announced"
-    GROUP = "group"
-    PLAIN = "plain"
-
-
-class _Unsettled:
-    __slots__ = (
-        "announced_at",
-        "claims",
-        "deadline",
-        "gap",
-        "members",
-        "old_last",
-        "old_mac",
-        "phase",
-        "reason",
-        "reused",
-        "since",
-        "suspect",
-        "takeover",
-    )
-
-    def __init__(self, phase: Phase, since: float, deadline: float) -> None:
-        self.phase = phase
-        self.since = since
-        self.deadline = deadline
-        self.old_mac = ZERO_MAC
-        self.old_last = since
-        self.gap = 0.0
-        self.takeover = Takeover.PLAIN
-        self.announced_at: float | None = None
-        self.reused = False
-        self.members: dict[bytes, float] = {}
-        self.reason = ConflictReason.BOTH_ACTIVE
-        self.suspect: bytes | None = None
-        self.claims = 0
-
-
-@dataclass(frozen=True, slots=True)
-class BindingRecord:
-    """A binding as the store keeps it."""
-
-    interface: str
-    vlan: int | None
-    ip: int
-    mac: bytes
-    first_seen: float
-    last_seen: float
-    previous: tuple[bytes, ...] = ()
-    state: str = "ok"
-
-
-@dataclass(frozen=True, slots=True)
-class TrackerStats:
-    """An immutable snapshot for the metrics thread; never a view of live dicts."""
-
-    bindings: dict[tuple[str, int | None], int]
-    active_conflicts: tuple[tuple[str, int | None, str], ...]
-    conflicts_active_total: int
-    holds_active: int
-    bindings_evicted: int
-    senders_tracked: int
+__all__ = ["Binding", "BindingRecord", "Steady", "Tracker", "TrackerStats"]
 
 
 class Tracker:
@@ -173,7 +72,7 @@ class Tracker:
         self._networks: list[tuple[NetworkRule, ...]] = []
         self._counts: list[int] = []
         self._bindings: dict[int, Binding] = {}
-        self._unsettled: dict[int, _Unsettled] = {}
+        self._unsettled: dict[int, Unsettled] = {}
         self._heap: list[tuple[float, int]] = []
         self._next_deadline = INF
         self._asked = Recent(policy.max_pending)
@@ -391,7 +290,7 @@ class Tracker:
             self._claim_unsettled(frame, dom, key, b, u, ts, events)
         elif b is None:
             self._new_binding(frame, dom, key, ts, events)
-        elif b.mac == sha or _glbp_pair(b.mac, sha):
+        elif b.mac == sha or glbp_pair(b.mac, sha):
             if ts - b.last_seen >= self.policy.inactive_after:
                 events.append(self._event(ts, EventKind.NEW_ACTIVITY, dom, frame.spa, b.mac,
                                           since=b.last_seen))
@@ -473,7 +372,7 @@ class Tracker:
                                      ConflictReason.BOTH_ACTIVE,
                                      self._suspect(key, old, new), events)
                 return
-        u = _Unsettled(Phase.HOLD, ts, ts + self.policy.hold)
+        u = Unsettled(Phase.HOLD, ts, ts + self.policy.hold)
         u.old_mac = old
         u.old_last = b.last_seen
         u.reused = new in b.previous
@@ -490,7 +389,7 @@ class Tracker:
         dom: int,
         key: int,
         b: Binding,
-        u: _Unsettled,
+        u: Unsettled,
         ts: float,
         events: list[Event],
     ) -> None:
@@ -500,14 +399,14 @@ class Tracker:
             previous = u.members.get(sha)
             if previous is not None:
                 if previous != INF:
-                    u.gap = _rhythm(u.gap, ts - previous, self.policy.hold)
+                    u.gap = rhythm(u.gap, ts - previous, self.policy.hold)
                     u.members[sha] = ts
             elif len(u.members) < MAX_CONFLICT_MEMBERS:
                 u.members[sha] = ts
             if sha == b.mac:
                 self._touch(key, b, ts)
             return
-        if sha == b.mac or _glbp_pair(b.mac, sha):
+        if sha == b.mac or glbp_pair(b.mac, sha):
             if frame.kind is ArpKind.ANNOUNCEMENT:
                 u.announced_at = ts
             self._touch(key, b, ts)
@@ -532,7 +431,7 @@ class Tracker:
         key: int,
         dom: int,
         b: Binding,
-        u: _Unsettled,
+        u: Unsettled,
         other: bytes,
         ts: float,
         reason: ConflictReason,
@@ -540,7 +439,7 @@ class Tracker:
     ) -> None:
         del self._unsettled[key]
         suspect = self._suspect(key, b.mac, other)
-        gap = _rhythm(0.0, ts - u.old_last, self.policy.hold) if other == u.old_mac else 0.0
+        gap = rhythm(0.0, ts - u.old_last, self.policy.hold) if other == u.old_mac else 0.0
         self._start_conflict(key, dom, ts, {b.mac: b.last_seen, other: ts}, other, b.mac,
                              reason, suspect, events, gap=gap)
 
@@ -549,7 +448,7 @@ class Tracker:
     def _probe(self, frame: ArpFrame, dom: int, ts: float, events: list[Event]) -> None:
         key = dom << 32 | frame.tpa
         b = self._bindings.get(key)
-        if b is None or b.mac == frame.sha or _glbp_pair(b.mac, frame.sha):
+        if b is None or b.mac == frame.sha or glbp_pair(b.mac, frame.sha):
             return
         if ts - b.last_seen <= self.policy.hold:
             self._probe_in_use(dom, frame.tpa, frame.sha, b.mac, ts, events)
@@ -584,7 +483,7 @@ class Tracker:
         bt = self._bindings.get(tkey)
         if bt is None:
             return False  # a binding may appear for tpa: new bindings do not bump the version
-        if bt.mac == tha or _glbp_pair(bt.mac, tha):
+        if bt.mac == tha or glbp_pair(bt.mac, tha):
             return True
         interface, vlan = self._domains[dom]
         if self.policy.same_group(interface, vlan, tpa, bt.mac, tha):
@@ -652,19 +551,19 @@ class Tracker:
         events: list[Event],
         gap: float = 0.0,
     ) -> None:
-        u = _Unsettled(Phase.CONFLICT, ts, ts)
+        u = Unsettled(Phase.CONFLICT, ts, ts)
         u.members = members
         u.reason = reason
         u.suspect = suspect
         u.claims = 1
         u.gap = gap
-        u.deadline = _conflict_deadline(members, self._silence(u))
+        u.deadline = conflict_deadline(members, self._silence(u))
         self._unsettle(key, u)
         events.append(self._event(ts, EventKind.CONFLICT, dom, key & 0xFFFFFFFF, mac,
                                   previous_mac=mac_text(other), reason=reason.value,
                                   suspect=mac_text(suspect) if suspect else None))
 
-    def _unsettle(self, key: int, u: _Unsettled) -> None:
+    def _unsettle(self, key: int, u: Unsettled) -> None:
         self._restructured(key)
         self._unsettled[key] = u
         self._changed.add(key)
@@ -687,7 +586,7 @@ class Tracker:
                 self._check_conflict(key, u, now, events)
         self._next_deadline = heap[0][0] if heap else INF
 
-    def _end_hold(self, key: int, u: _Unsettled, events: list[Event]) -> None:
+    def _end_hold(self, key: int, u: Unsettled, events: list[Event]) -> None:
         del self._unsettled[key]
         self._changed.add(key)
         b = self._bindings[key]
@@ -701,15 +600,15 @@ class Tracker:
         events.append(self._event(u.deadline, kind, key >> 32, key & 0xFFFFFFFF, b.mac,
                                   previous_mac=mac_text(u.old_mac), since=u.since, reason=how))
 
-    def _silence(self, u: _Unsettled) -> float:
+    def _silence(self, u: Unsettled) -> float:
         """How long a conflict member must be silent to count as gone: `hold`, or 1.5 times
         the longest pause seen between its members' claims, so two quiet hosts that ARP
         every 40 s are one long conflict rather than a new alert every minute."""
         return max(self.policy.hold, 1.5 * u.gap)
 
-    def _check_conflict(self, key: int, u: _Unsettled, now: float, events: list[Event]) -> None:
+    def _check_conflict(self, key: int, u: Unsettled, now: float, events: list[Event]) -> None:
         hold = self._silence(u)
-        deadline = _conflict_deadline(u.members, hold)
+        deadline = conflict_deadline(u.members, hold)
         if deadline > now:
             u.deadline = deadline
             self._push(deadline, key)
@@ -817,28 +716,3 @@ class Tracker:
             since=since,
             duration=duration,
         )
-
-
-_ASK = struct.Struct("!IIc")
-
-
-def ask_key(dom: int, ip: int, asker: bytes = b"", announced: bool = False) -> bytes:
-    """Key of the request memory: who asked for which address (bytes: their hash is cached)."""
-    return _ASK.pack(dom, ip, b"A" if announced else b"Q") + asker
-
-
-def _rhythm(gap: float, pause: float, hold: float) -> float:
-    """The longest pause between claims, counting only pauses up to 2 * hold (rhythm, not
-    idleness: a host silent for an hour says nothing about how often it talks)."""
-    return max(gap, pause) if pause <= 2 * hold else gap
-
-
-def _conflict_deadline(members: dict[bytes, float], hold: float) -> float:
-    """When all members but the most recent will have been silent for `hold`."""
-    times = sorted(members.values(), reverse=True)
-    return times[1] + hold if len(times) > 1 else INF
-
-
-def _glbp_pair(a: bytes, b: bytes) -> bool:
-    """GLBP forwarders share a virtual IP at once: up to four MACs, not a conflict."""
-    return virtual_router(a) is VirtualRouter.GLBP and virtual_router(b) is VirtualRouter.GLBP

@@ -286,7 +286,8 @@ def test_core_imports_no_io_modules() -> None:
     """DESIGN: decoding and tracking are pure; no clock, socket, file or database."""
     forbidden = {"time", "socket", "pcapy", "sqlite3", "prometheus_client", "select", "os"}
     package = Path(__file__).parents[1] / "arpwatchd"
-    for name in ("decode.py", "tracker.py", "senders.py", "policy.py", "events.py"):
+    for name in ("decode.py", "tracker.py", "state.py", "senders.py", "policy.py", "events.py",
+                 "fastpath.py", "batch.py", "defend.py", "suppress.py"):
         tree = ast.parse((package / name).read_text())
         imported = {alias.name.split(".")[0] for node in ast.walk(tree)
                     if isinstance(node, ast.Import) for alias in node.names}

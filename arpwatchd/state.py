@@ -1,0 +1,150 @@
+"""What the tracker keeps per address: bindings, unsettled (hold or conflict) records, the
+values it hands to the store and the metrics, and the small pure rules about them.
+
+Kept apart from `tracker` so that module holds only the state machine's transitions.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from enum import Enum
+from typing import NamedTuple, Protocol
+
+from arpwatchd.addresses import ZERO_MAC, VirtualRouter, virtual_router
+from arpwatchd.events import ConflictReason
+from arpwatchd.senders import SenderStats
+
+INF = float("inf")
+MAX_PREVIOUS = 4
+MAX_CONFLICT_MEMBERS = 4
+
+
+class Binding(NamedTuple):
+    """Immutable so that a table of a million of them is cheap and ignored by the cyclic GC."""
+
+    mac: bytes
+    first_seen: float
+    last_seen: float
+    previous: tuple[bytes, ...] = ()
+
+
+class Steady(NamedTuple):
+    """What a frame that only refreshed its own claim touched, so that an identical frame can
+    repeat the refresh without the slow path (`fastpath`). Valid while `Tracker.version`
+    is unchanged."""
+
+    key: int
+    dom: int
+    stats: SenderStats
+    asked: bytes
+    """Request: the `ask_key(dom, tpa, sha)` it asks under. Reply: `ask_key(dom, spa, tha)`,
+    the request that solicits it. Bytes, so the dict lookups reuse a cached hash."""
+    target: int
+    is_request: bool
+    depends: int
+    """The other binding whose state the outcome relied on (a reply's target), else `key`."""
+    asked_any: bytes
+    """Request: `ask_key(dom, tpa)`, "someone asked for tpa"."""
+    tha: bytes
+
+
+class RepeatRecord(Protocol):
+    steady: Steady
+    first: float
+    last: float
+
+
+class Phase(Enum):
+    HOLD = "hold"
+    CONFLICT = "conflict"
+
+
+class Takeover(Enum):
+    ANNOUNCED = "announced"
+    GROUP = "group"
+    PLAIN = "plain"
+
+
+class Unsettled:
+    __slots__ = (
+        "announced_at",
+        "claims",
+        "deadline",
+        "gap",
+        "members",
+        "old_last",
+        "old_mac",
+        "phase",
+        "reason",
+        "reused",
+        "since",
+        "suspect",
+        "takeover",
+    )
+
+    def __init__(self, phase: Phase, since: float, deadline: float) -> None:
+        self.phase = phase
+        self.since = since
+        self.deadline = deadline
+        self.old_mac = ZERO_MAC
+        self.old_last = since
+        self.gap = 0.0
+        self.takeover = Takeover.PLAIN
+        self.announced_at: float | None = None
+        self.reused = False
+        self.members: dict[bytes, float] = {}
+        self.reason = ConflictReason.BOTH_ACTIVE
+        self.suspect: bytes | None = None
+        self.claims = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BindingRecord:
+    """A binding as the store keeps it."""
+
+    interface: str
+    vlan: int | None
+    ip: int
+    mac: bytes
+    first_seen: float
+    last_seen: float
+    previous: tuple[bytes, ...] = ()
+    state: str = "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerStats:
+    """An immutable snapshot for the metrics thread; never a view of live dicts."""
+
+    bindings: dict[tuple[str, int | None], int]
+    active_conflicts: tuple[tuple[str, int | None, str], ...]
+    conflicts_active_total: int
+    holds_active: int
+    bindings_evicted: int
+    senders_tracked: int
+
+
+_ASK = struct.Struct("!IIc")
+
+
+def ask_key(dom: int, ip: int, asker: bytes = b"", announced: bool = False) -> bytes:
+    """Key of the request memory: who asked for which address (bytes: their hash is cached)."""
+    return _ASK.pack(dom, ip, b"A" if announced else b"Q") + asker
+
+
+def rhythm(gap: float, pause: float, hold: float) -> float:
+    """The longest pause between claims, counting only pauses up to 2 * hold (rhythm, not
+    idleness: a host silent for an hour says nothing about how often it talks)."""
+    return max(gap, pause) if pause <= 2 * hold else gap
+
+
+def conflict_deadline(members: dict[bytes, float], hold: float) -> float:
+    """When all members but the most recent will have been silent for `hold`."""
+    times = sorted(members.values(), reverse=True)
+    return times[1] + hold if len(times) > 1 else INF
+
+
+def glbp_pair(a: bytes, b: bytes) -> bool:
+    """GLBP forwarders share a virtual IP at once: up to four MACs, not a conflict."""
+    return virtual_router(a) is VirtualRouter.GLBP and virtual_router(b) is VirtualRouter.GLBP
