@@ -19,6 +19,7 @@ path. Same events as the slow path, frame for frame (tested on every capture we 
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import attrgetter
 
 from arpwatchd.batch import META, Batch
 from arpwatchd.decode import ArpFrame
@@ -28,6 +29,7 @@ from arpwatchd.tracker import Steady, Tracker
 DEFER = 300.0
 """Packet-time seconds between bulk refreshes (bounds how stale last_seen can be in the store)."""
 MAX_MEMOS = 200_000
+_FIRST = attrgetter("first")
 
 
 class Repeat:
@@ -100,10 +102,14 @@ class FastPath:
                             st.scanning = False
                         st.scan_start = ts
                         targets = st.scan_targets = set()
-                    if st.flood_count + st.pending < flood_frames and (
-                        s.target in targets or len(targets) < scan_targets
+                    # a MAC already reported in this window cannot alarm again in it (a busy
+                    # gateway), so only the frame that would raise an alarm goes the slow way
+                    size = len(targets)
+                    if (st.flooding or st.flood_count + st.pending < flood_frames) and (
+                        s.target in targets or size != scan_targets or st.scanning
                     ):
-                        targets.add(s.target)
+                        if size <= scan_targets:
+                            targets.add(s.target)
                         asked[s.asked] = ts
                         asked[s.asked_any] = ts
                         st.pending += 1
@@ -197,7 +203,7 @@ class FastPath:
         if not pending:
             return
         waiting = [repeat for repeats in pending.values() for repeat in repeats]
-        waiting.sort(key=lambda repeat: repeat.first)
+        waiting.sort(key=_FIRST)
         pending.clear()
         self._apply(waiting, events)
         self._flushed_at = max(repeat.last for repeat in waiting)
