@@ -1,0 +1,779 @@
+"""Side-by-side benchmark: arpwatchd replay against LBL arpwatch and the libpcap floor.
+
+One command (re)generates the captures if they are missing or stale (`gen_captures.py`),
+then runs on the same files, several times each (the median is reported):
+
+* `arpwatchd replay FILE` -- the real CLI with the tracker, events (JSON to /dev/null), the
+  SQLite state store (a fresh temp file per run) and the default config;
+* Debian's `arpwatch -Q -N -f TMP/arp.dat -r FILE` under `unshare -n` (no mail, no bogon
+  reports, and its per-report reverse-DNS look-ups fail at once in an empty network namespace);
+* `tcpdump -r FILE -w /dev/null arp` -- libpcap reading and filtering, no work: the floor.
+
+Whole-process wall time (start-up included) and peak RSS (GNU time's %M, the process's own
+peak) per run; frames/s counts every frame in the file (for the mirror mix, the 98 % that the BPF
+filter drops too). Runs are interleaved (tool A, B, C, then again) so a noisy neighbour on a
+shared machine hits all tools alike; a run longer than `--long` seconds is not repeated.
+
+Then the issue's targets are checked on this run's ratios:
+
+* normal: arpwatchd >= 2x arpwatch;
+* flood: arpwatchd >= 50x arpwatch, peak RSS <= 400 MiB with the default `max_bindings`;
+* flood with `limits: {max_bindings: N/10}`: RSS stays flat once the cap is reached, and
+  evictions are counted (read from the sensor's metrics, `replay --serve`);
+* mirror: arpwatchd >= 0.5x tcpdump with the same filter.
+
+Installs `arpwatch tcpdump tcpreplay time` with apt-get when missing (as root).
+
+Usage: bench.py [--quick] [--snapshot REV] [--runs N] [--only NAME ...] [--profile]
+                [--json FILE]
+
+Exit status 1 when a target fails (0 when all pass or cannot be measured).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import gen_captures  # a sibling script, not a package
+
+REPO = Path(__file__).resolve().parent.parent
+MIB = 1 << 20
+DEBIAN_PACKAGES = {"arpwatch": "/usr/sbin/arpwatch", "tcpdump": "/usr/bin/tcpdump",
+                   "tcpreplay": "/usr/bin/tcpreplay", "time": "/usr/bin/time"}
+TOOLS = ("arpwatchd", "arpwatch", "tcpdump")
+RSS_SAMPLE_S = 0.05
+DEFAULT_CAP = 100_000  # arpwatchd's default max_senders and max_pending
+
+
+# ----------------------------------------------------------------------------- setup
+
+
+def ensure_debian_packages(names: Sequence[str]) -> None:
+    """apt-get installs the packages whose program is missing (root only)."""
+    missing = [n for n in names if not Path(DEBIAN_PACKAGES[n]).exists()]
+    if not missing:
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        sys.exit(f"bench: missing {' '.join(missing)}; install them as root with apt-get")
+    print(f"bench: installing {' '.join(missing)} with apt-get", file=sys.stderr)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    # Keep package scripts from starting the arpwatch service: only the binary is needed.
+    policy = Path("/usr/sbin/policy-rc.d")
+    made_policy = not policy.exists()
+    if made_policy:
+        policy.write_text("#!/bin/sh\nexit 101\n")
+        policy.chmod(0o755)
+    try:
+        subprocess.run(["apt-get", "update", "-qq"], env=env, check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+                       env=env, check=True, stdout=subprocess.DEVNULL)
+    finally:
+        if made_policy:
+            policy.unlink(missing_ok=True)
+
+
+def arpwatchd_command(override: str | None) -> list[str]:
+    if override:
+        return override.split()
+    script = REPO / ".venv" / "bin" / "arpwatchd"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "arpwatchd"]
+
+
+def _run_text(cmd: Sequence[str]) -> str:
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return (done.stdout + done.stderr).strip()
+
+
+@dataclass
+class UnderTest:
+    """The arpwatchd that is measured: a command, its environment and its source folder."""
+
+    command: list[str]
+    env: dict[str, str]
+    sources: Path
+    label: str
+
+
+@contextlib.contextmanager
+def arpwatchd_under_test(override: str | None, snapshot: str | None) -> Iterator[UnderTest]:
+    """The working tree's arpwatchd, or with `snapshot` a git revision of it.
+
+    A snapshot (`git archive REV arpwatchd` into a temp folder) keeps the measured code still
+    while others edit the tree. It runs as `python -S -m arpwatchd` with PYTHONPATH = the
+    snapshot, then the venv's site-packages: -S skips the venv's .pth files, whose editable
+    finder would otherwise import the working tree's package instead, and -P keeps the
+    current folder (the repository, for a command run from it) off sys.path.
+    """
+    command = arpwatchd_command(override)
+    if snapshot is None:
+        yield UnderTest(command, dict(os.environ), REPO / "arpwatchd", "working tree")
+        return
+    python = python_of(command)
+    with tempfile.TemporaryDirectory(prefix="arpwatchd-snapshot-") as tmp:
+        rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", snapshot],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "arpwatchd"],
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        site = subprocess.run([python, "-c", "import sysconfig; "
+                               "print(sysconfig.get_paths()['purelib'])"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([tmp, site])}
+        yield UnderTest([python, "-S", "-P", "-m", "arpwatchd"], env, Path(tmp) / "arpwatchd",
+                        f"snapshot of git {rev}")
+
+
+def python_of(arpwatchd: list[str]) -> str:
+    """The Python interpreter behind an arpwatchd command."""
+    if len(arpwatchd) >= 3 and arpwatchd[1] in ("-m", "-S", "-P"):
+        return arpwatchd[0]
+    candidate = Path(arpwatchd[0]).parent / "python"
+    return str(candidate) if candidate.exists() else sys.executable
+
+
+def source_digest(folder: Path = REPO / "arpwatchd") -> str:
+    """A digest of arpwatchd/*.py as they are now (others may be editing the tree)."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*.py")):
+        with contextlib.suppress(OSError):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def machine_info(under: UnderTest) -> dict[str, str]:
+    cpu = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = "?"
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f"{kib / MIB:.1f} GiB"
+    commit = _run_text(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]) or "?"
+    dirty = _run_text(["git", "-C", str(REPO), "status", "--porcelain", "--", "arpwatchd"])
+    return {
+        "host": socket.gethostname(),
+        "nproc": str(os.cpu_count()),
+        "cpu": cpu,
+        "memory": mem,
+        "kernel": platform.release(),
+        "python": sys.version.split()[0],
+        "arpwatchd": " ".join(under.command) + (
+            f" (git {commit}{'+dirty' if dirty else ''}, sources "
+            f"{source_digest(under.sources)})" if under.label == "working tree"
+            else f" ({under.label}, sources {source_digest(under.sources)})"),
+        "arpwatch": _run_text(["dpkg-query", "-W", "-f", "${Version}", "arpwatch"]) or "?",
+        "tcpdump": (_run_text(["tcpdump", "--version"]).splitlines() or ["?"])[0],
+        "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
+# ----------------------------------------------------------------------------- one run
+
+
+@dataclass
+class Run:
+    tool: str
+    capture: str
+    wall: float
+    rss_kib: int
+    status: int
+    stations: int | None = None
+    timed_out: bool = False
+    rss_samples: list[tuple[float, int]] = field(default_factory=list)
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def _child_of(pid: int, wait: float = 5.0) -> int | None:
+    """The process that /usr/bin/time started (its only child)."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            return None
+        if children:
+            return int(children[0])
+        time.sleep(0.002)
+    return None
+
+
+def _rss_sampler(pid: int, samples: list[tuple[float, int]], started: float,
+                 stop: threading.Event) -> None:
+    child = _child_of(pid)
+    if child is None:
+        return
+    path = f"/proc/{child}/status"
+    while not stop.is_set():
+        try:
+            with open(path) as handle:
+                for line in handle:
+                    if line.startswith("VmRSS:"):
+                        samples.append((time.perf_counter() - started, int(line.split()[1])))
+                        break
+        except (OSError, ValueError):
+            return
+        stop.wait(RSS_SAMPLE_S)
+
+
+class Timed:
+    """One process under GNU time, whose %M is the child's own peak RSS.
+
+    `wait4` on a child that Python forked would not do: Linux carries the peak RSS of the
+    forking (40 MiB) Python process over exec into the child's ru_maxrss, so a 6 MiB tcpdump
+    would show 40 MiB. GNU time forks from its own small image. Wall time is measured here.
+    """
+
+    def __init__(self, cmd: Sequence[str], work: Path, timeout: float, sample_rss: bool,
+                 stderr: int | None = None, env: dict[str, str] | None = None) -> None:
+        self.rss_file = work / "rss.txt"
+        self.samples: list[tuple[float, int]] = []
+        self.killed = threading.Event()
+        self._stop = threading.Event()
+        self._log = (work / "output.log").open("wb")
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [DEBIAN_PACKAGES["time"], "-f", "%M", "-o", str(self.rss_file), *cmd],
+            stdout=self._log, stderr=stderr if stderr is not None else subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, text=stderr is not None, env=env)
+        self._sampler = None
+        if sample_rss:
+            self._sampler = threading.Thread(
+                target=_rss_sampler, args=(self.proc.pid, self.samples, self.started,
+                                           self._stop), daemon=True)
+            self._sampler.start()
+        self._timer = threading.Timer(timeout, self._kill)
+        self._timer.start()
+
+    def _kill(self) -> None:
+        self.killed.set()
+        self.signal(signal.SIGKILL)
+
+    def signal(self, signum: int) -> None:
+        """Signals the measured process itself (GNU time would just die)."""
+        child = _child_of(self.proc.pid, wait=0.5)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child if child is not None else self.proc.pid, signum)
+
+    def wait(self) -> tuple[float, int, int]:
+        """Returns (wall s, exit status, peak RSS KiB)."""
+        try:
+            status = self.proc.wait()
+        finally:
+            self._timer.cancel()
+            self._stop.set()
+            self._log.close()
+        wall = time.perf_counter() - self.started
+        if self._sampler is not None:
+            self._sampler.join()
+        rss = 0
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # GNU time writes "Command exited with non-zero status N" before the figure.
+            rss = int(self.rss_file.read_text().split()[-1])
+        return wall, status, rss
+
+
+def count_bindings(state: Path) -> int | None:
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{state}?mode=ro", uri=True)) as db:
+            return int(db.execute("SELECT count(*) FROM bindings").fetchone()[0])
+    except sqlite3.Error:
+        return None
+
+
+def count_lines(path: Path) -> int | None:
+    try:
+        with path.open("rb") as handle:
+            return sum(1 for _ in handle)
+    except OSError:
+        return None
+
+
+class Bench:
+    def __init__(self, under: UnderTest, tmp: Path, timeout: float) -> None:
+        self.arpwatchd = under.command
+        self.env = under.env
+        self.tmp = tmp
+        self.timeout = timeout
+        self.serial = 0
+
+    def _dir(self, tool: str, capture: str) -> Path:
+        self.serial += 1
+        folder = self.tmp / f"{self.serial:03d}-{tool}-{capture}"
+        folder.mkdir()
+        return folder
+
+    def run(self, tool: str, capture: str, path: Path, sample_rss: bool = False) -> Run:
+        work = self._dir(tool, capture)
+        if tool == "arpwatchd":
+            state = work / "state.sqlite"
+            cmd = [*self.arpwatchd, "replay", "--state", str(state), "--events", "/dev/null",
+                   str(path)]
+        elif tool == "arpwatch":
+            dat = work / "arp.dat"
+            dat.touch()
+            # arpwatch chdir()s to its own folder: every path must be absolute.
+            cmd = ["unshare", "-n", DEBIAN_PACKAGES["arpwatch"], "-Q", "-N", "-f", str(dat),
+                   "-r", str(path.resolve())]
+        else:
+            cmd = [DEBIAN_PACKAGES["tcpdump"], "-r", str(path), "-w", "/dev/null", "arp"]
+        timed = Timed(cmd, work, self.timeout, sample_rss, env=self.env)
+        wall, status, rss = timed.wait()
+        run = Run(tool, capture, wall, rss, status, timed_out=timed.killed.is_set(),
+                  rss_samples=timed.samples)
+        if tool == "arpwatchd":
+            run.stations = count_bindings(work / "state.sqlite")
+        elif tool == "arpwatch":
+            run.stations = count_lines(work / "arp.dat")
+        if status != 0 and not run.timed_out:
+            tail = (work / "output.log").read_text(errors="replace")[-800:]
+            print(f"bench: {tool} on {capture} exited with {status}:\n{tail}", file=sys.stderr)
+        shutil.rmtree(work, ignore_errors=True)
+        return run
+
+    def run_capped(self, path: Path, cap: int) -> Run:
+        """arpwatchd replay with max_bindings = cap; evictions read from its metrics."""
+        work = self._dir("arpwatchd", "flood-capped")
+        config = work / "capped.yml"
+        # At full scale only max_bindings changes (the issue's setting; the senders and
+        # pending tables are capped at 100,000 by default). A smaller flood (--quick) scales
+        # every cap down with it, or the default caps would not be reached at all.
+        limits = f"limits:\n  max_bindings: {cap}\n"
+        if cap < DEFAULT_CAP:
+            limits += f"  max_senders: {cap}\n  max_pending: {cap}\n"
+        config.write_text(limits)
+        state = work / "state.sqlite"
+        port = _free_port()
+        cmd = [*self.arpwatchd, "replay", "-c", str(config), "--state", str(state), "--events",
+               "/dev/null", "--serve", "--metrics-address", f"127.0.0.1:{port}", str(path)]
+        timed = Timed(cmd, work, self.timeout, sample_rss=True, stderr=subprocess.PIPE,
+                      env=self.env)
+        # The endpoint serves during the replay too: poll it, so that a run stopped at the
+        # timeout still tells how far it got and how many bindings it evicted on the way.
+        latest = {"text": ""}
+        stop = threading.Event()
+
+        def poll() -> None:
+            while not stop.wait(1.0):
+                text = _scrape(port, tries=1)
+                if text:
+                    latest["text"] = text
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        wall = float("nan")
+        stderr_tail: list[str] = []
+        stream = timed.proc.stderr
+        assert stream is not None
+        for line in stream:
+            stderr_tail = [*stderr_tail[-20:], line]
+            if "files read" in line:
+                wall = time.perf_counter() - timed.started
+                stop.set()
+                poller.join()
+                latest["text"] = _scrape(port) or latest["text"]
+                timed.signal(signal.SIGTERM)
+                break
+        stream.close()
+        _, status, rss = timed.wait()
+        stop.set()
+        poller.join()
+        run = Run("arpwatchd", "flood-capped", wall, rss, status,
+                  stations=count_bindings(state), timed_out=timed.killed.is_set(),
+                  rss_samples=timed.samples)
+        metrics = latest["text"]
+        for key, name in (("evicted", "arpwatchd_bindings_evicted"),
+                          ("decoded", "arpwatchd_arp_packets"),
+                          ("bindings", "arpwatchd_bindings")):
+            value = _metric(metrics, name)
+            if value is not None:
+                run.extra[key] = value
+        if run.timed_out:
+            run.wall = self.timeout  # at least: the rate shown is an upper bound
+            print(f"bench: capped replay stopped at the {self.timeout:g} s timeout after "
+                  f"{run.extra.get('decoded', 0):,.0f} frames", file=sys.stderr)
+        elif math.isnan(wall):  # it never said that the files were read
+            print("bench: capped replay did not finish:\n" + "".join(stderr_tail),
+                  file=sys.stderr)
+        shutil.rmtree(work, ignore_errors=True)
+        return run
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _scrape(port: int, tries: int = 50) -> str:
+    for _ in range(tries):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+                text: str = reply.read().decode()
+                return text
+        except OSError:
+            time.sleep(0.1)
+    return ""
+
+
+def _metric(text: str, name: str) -> float | None:
+    """Sum of every sample of a metric family (any labels, with or without `_total`)."""
+    total = None
+    pattern = re.compile(rf"^{re.escape(name)}(?:_total)?(?:\{{[^}}]*\}})? (\S+)$")
+    for line in text.splitlines():
+        found = pattern.match(line)
+        if found:
+            total = (total or 0.0) + float(found.group(1))
+    return total
+
+
+# ----------------------------------------------------------------------------- results
+
+
+@dataclass
+class Summary:
+    tool: str
+    capture: str
+    frames: int
+    runs: int
+    wall: float
+    fps: float
+    rss_mib: float
+    stations: int | None
+    ok: bool
+    lower_bound: bool = False
+
+
+def summarise(runs: list[Run], frames: int) -> Summary:
+    walls = [r.wall for r in runs]
+    wall = statistics.median(walls)
+    rss = max(r.rss_kib for r in runs) / 1024
+    timed_out = any(r.timed_out for r in runs)
+    ok = all(r.status == 0 for r in runs) and not timed_out and not math.isnan(wall)
+    stations = runs[-1].stations
+    return Summary(runs[0].tool, runs[0].capture, frames, len(runs), wall, frames / wall, rss,
+                   stations, ok, timed_out)
+
+
+def _fmt_rate(fps: float, lower: bool = False) -> str:
+    prefix = "<" if lower else ""
+    if fps >= 1e6:
+        return f"{prefix}{fps / 1e6:.2f} M"
+    if fps >= 1e3:
+        return f"{prefix}{fps / 1e3:.1f} k"
+    return f"{prefix}{fps:.0f}"
+
+
+def results_table(summaries: dict[tuple[str, str], Summary], captures: list[str]) -> str:
+    head = ("| capture | frames | tool | runs | wall s (median) | frames/s | peak RSS MiB | "
+            "stations | arpwatchd/arpwatch | arpwatchd/tcpdump |")
+    lines = [head, "|" + "---|" * 10]
+    for capture in captures:
+        ours = summaries.get(("arpwatchd", capture))
+        for tool in (*TOOLS, "arpwatchd-capped"):
+            s = summaries.get((tool, capture))
+            if s is None:
+                continue
+            ratio_aw = ratio_td = ""
+            if tool == "arpwatchd" and ours is not None:
+                if (aw := summaries.get(("arpwatch", capture))) is not None:
+                    ratio_aw = f"{ours.fps / aw.fps:.2f}x"
+                if (td := summaries.get(("tcpdump", capture))) is not None:
+                    ratio_td = f"{ours.fps / td.fps:.3f}x"
+            note = "" if s.ok else (" (stopped at the timeout)" if s.lower_bound
+                                    else " (FAILED)")
+            lines.append(
+                f"| {capture} | {s.frames:,} | {tool}{note} | {s.runs} | "
+                f"{'>' if s.lower_bound else ''}{s.wall:.2f} | "
+                f"{_fmt_rate(s.fps, s.lower_bound)} | {s.rss_mib:.0f} | "
+                f"{'' if s.stations is None else f'{s.stations:,}'} | {ratio_aw} | {ratio_td} |"
+            )
+    return "\n".join(lines)
+
+
+@dataclass
+class Target:
+    name: str
+    wanted: str
+    measured: str
+    passed: bool | None
+
+
+def _ratio(summaries: dict[tuple[str, str], Summary], capture: str, other: str
+           ) -> float | None:
+    ours = summaries.get(("arpwatchd", capture))
+    theirs = summaries.get((other, capture))
+    if ours is None or theirs is None or not ours.ok:
+        return None
+    return ours.fps / theirs.fps
+
+
+def check_targets(summaries: dict[tuple[str, str], Summary], capped: Run | None,
+                  cap: int, flood_claims: int) -> list[Target]:
+    targets = []
+    r = _ratio(summaries, "normal", "arpwatch")
+    targets.append(Target("normal: arpwatchd vs arpwatch", ">= 2x",
+                          "-" if r is None else f"{r:.2f}x", None if r is None else r >= 2))
+    r = _ratio(summaries, "flood", "arpwatch")
+    aw = summaries.get(("arpwatch", "flood"))
+    bound = " (arpwatch was stopped at the timeout: at least this)" if aw and aw.lower_bound \
+        else ""
+    targets.append(Target("flood: arpwatchd vs arpwatch", ">= 50x",
+                          "-" if r is None else f"{r:.1f}x{bound}",
+                          None if r is None else r >= 50))
+    ours = summaries.get(("arpwatchd", "flood"))
+    targets.append(Target("flood: arpwatchd peak RSS (default max_bindings)", "<= 400 MiB",
+                          "-" if ours is None else f"{ours.rss_mib:.0f} MiB",
+                          None if ours is None else ours.rss_mib <= 400))
+    if capped is not None:
+        targets.append(_capped_target(capped, cap, flood_claims))
+    r = _ratio(summaries, "mirror", "tcpdump")
+    targets.append(Target("mirror: arpwatchd vs tcpdump -r (same filter)", ">= 0.5x",
+                          "-" if r is None else f"{r:.3f}x", None if r is None else r >= 0.5))
+    return targets
+
+
+def _capped_target(capped: Run, cap: int, flood_claims: int) -> Target:
+    """Flat RSS, at most `cap` bindings, and every binding past the cap evicted and counted.
+
+    Every flood frame is a new station, so after `decoded` frames `decoded - cap` bindings
+    must have been evicted. `decoded` and the eviction count come from the sensor's metrics
+    (polled during the run, so a run stopped at the timeout is judged on what it did);
+    without metrics, from the state file at the end of a complete run.
+    """
+    flat, text = _flatness(capped)
+    evicted = capped.extra.get("evicted")
+    decoded = capped.extra.get("decoded")
+    bindings = capped.extra.get("bindings", capped.stations)
+    if evicted is not None and decoded is not None:
+        source = "from metrics"
+    elif not capped.timed_out and capped.stations is not None:
+        decoded = float(flood_claims)
+        evicted = float(flood_claims - capped.stations)
+        source = "derived from the state file"
+    else:
+        source = "unknown"
+    expected = None if decoded is None else max(0, int(decoded) - cap)
+    counted = evicted is not None and expected is not None and evicted >= expected > 0
+    held = bindings is not None and bindings <= cap
+    progress = ("" if not capped.timed_out else
+                f"; stopped at the timeout after {decoded or 0:,.0f} of {flood_claims:,} frames")
+    return Target(
+        f"flood, max_bindings {cap:,}: RSS flat, evictions counted",
+        f"flat RSS, <= {cap:,} bindings, every binding past the cap evicted",
+        f"{text}; evicted {'-' if evicted is None else f'{evicted:,.0f}'} of "
+        f"{'-' if expected is None else f'{expected:,}'} expected ({source}); bindings "
+        f"{'-' if bindings is None else f'{bindings:,.0f}'}{progress}",
+        flat and counted and held)
+
+
+def _flatness(run: Run) -> tuple[bool, str]:
+    """RSS after the first quarter of the run may grow at most 15 %: the cap holds memory."""
+    samples = run.rss_samples
+    if len(samples) < 8:
+        return False, "too few RSS samples"
+    end = samples[-1][0]
+    quarter = next(rss for t, rss in samples if t >= end * 0.25)
+    later = max(rss for t, rss in samples if t >= end * 0.25)
+    growth = later / quarter - 1
+    text = (f"RSS {quarter / 1024:.0f} MiB at 25 % of the run, max {later / 1024:.0f} MiB "
+            f"after (+{growth * 100:.0f} %)")
+    return growth <= 0.15, text
+
+
+def rss_curve(run: Run, points: int = 5) -> str:
+    samples = run.rss_samples
+    if not samples:
+        return "-"
+    end = samples[-1][0]
+    picks = []
+    for i in range(1, points + 1):
+        at = end * i / points
+        rss = next((r for t, r in samples if t >= at), samples[-1][1])
+        picks.append(f"{100 * i // points}%: {rss / 1024:.0f}")
+    return "RSS MiB by share of run time: " + ", ".join(picks)
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def _order(captures: list[str], runs: int) -> Iterator[tuple[int, str, str]]:
+    for i in range(runs):
+        for capture in captures:
+            for tool in TOOLS:
+                yield i, capture, tool
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="captures at 1/10 size (about a minute in all)")
+    parser.add_argument("--scale", type=float, help="any capture size factor")
+    parser.add_argument("--runs", type=int, default=3, help="runs per tool and capture (3)")
+    parser.add_argument("--long", type=float, default=30.0, metavar="S",
+                        help="do not repeat a run that took longer than this (30 s)")
+    parser.add_argument("--timeout", type=float, default=300.0, metavar="S",
+                        help="kill a run after this long; its rate is then an upper bound")
+    parser.add_argument("--only", action="append", metavar="NAME",
+                        choices=[s.name for s in gen_captures.specs(1.0)],
+                        help="only this capture (repeatable)")
+    parser.add_argument("--out", type=Path, default=gen_captures.DEFAULT_OUT)
+    parser.add_argument("--arpwatchd", metavar="CMD",
+                        help="command for arpwatchd (default: .venv/bin/arpwatchd)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile arpwatchd on the normal mix and the flood "
+                             "(profile_replay.py: py-spy, 60 s at most each)")
+    parser.add_argument("--profile-lines", type=int, default=25)
+    parser.add_argument("--no-capped", action="store_true",
+                        help="skip the flood run with a max_bindings cap")
+    parser.add_argument("--snapshot", metavar="REV",
+                        help="measure this git revision of arpwatchd/ (e.g. HEAD), not the "
+                             "working tree that others may be editing")
+    parser.add_argument("--json", type=Path, help="write all results here as JSON")
+    args = parser.parse_args(argv)
+
+    ensure_debian_packages(list(DEBIAN_PACKAGES))
+    command = "python3 benchmarks/bench.py " + " ".join(argv if argv is not None else
+                                                        sys.argv[1:])
+    with arpwatchd_under_test(args.arpwatchd, args.snapshot) as under:
+        return _bench(args, under, command.strip())
+
+
+def _bench(args: argparse.Namespace, under: UnderTest, command: str) -> int:
+    scale, folder = gen_captures.scale_folder(args.out, args.quick, args.scale)
+    started = time.perf_counter()
+    manifest = gen_captures.ensure(folder, scale, args.only,
+                                   log=lambda m: print(f"bench: {m}", file=sys.stderr))
+    names = [s.name for s in gen_captures.specs(scale) if not args.only or s.name in args.only]
+    paths = {n: folder / f"{n}.pcap" for n in names}
+    frames = {n: int(str(manifest[n]["frames"])) for n in names}
+
+    info = machine_info(under)
+    digest_before = source_digest(under.sources)
+    print(f"# arpwatchd benchmark ({'quick' if args.quick else f'scale {scale:g}'})\n")
+    print(f"command: `{command}`  ")
+    for key, value in info.items():
+        print(f"{key}: {value}  ")
+    print()
+    for name in names:
+        m = manifest[name]
+        spec = m["spec"]
+        assert isinstance(spec, dict)
+        print(f"- {name}.pcap: {frames[name]:,} frames ({m['arp_frames']:,} ARP, "
+              f"{m['distinct_arp_frames']:,} distinct ARP frames), "
+              f"{int(str(m['bytes'])) / MIB:.0f} MiB: {spec['description']}")
+    sys.stdout.flush()
+
+    for path in paths.values():  # warm the page cache so the first tool pays no disk reads
+        with path.open("rb") as handle:
+            while handle.read(16 * MIB):
+                pass
+
+    runs: dict[tuple[str, str], list[Run]] = {}
+    capped: Run | None = None
+    cap = max(1, frames.get("flood", 0) // 10)
+    with tempfile.TemporaryDirectory(prefix="arpwatchd-bench-") as tmp:
+        bench = Bench(under, Path(tmp), args.timeout)
+        for i, capture, tool in _order(names, args.runs):
+            done = runs.setdefault((tool, capture), [])
+            if i > 0 and done and max(r.wall for r in done) > args.long:
+                continue
+            run = bench.run(tool, capture, paths[capture],
+                            sample_rss=(tool == "arpwatchd" and capture == "flood"))
+            done.append(run)
+            print(f"bench: run {i + 1} {tool:9} {capture:7} {run.wall:7.2f} s "
+                  f"{run.rss_kib / 1024:6.0f} MiB", file=sys.stderr, flush=True)
+        if "flood" in names and not args.no_capped:
+            capped = bench.run_capped(paths["flood"], cap)
+            print(f"bench: capped    arpwatchd flood   {capped.wall:7.2f} s "
+                  f"{capped.rss_kib / 1024:6.0f} MiB", file=sys.stderr, flush=True)
+
+    summaries = {key: summarise(value, frames[key[1]]) for key, value in runs.items()}
+    if capped is not None:
+        s = summarise([capped], frames["flood"])
+        s.tool = "arpwatchd-capped"
+        s.capture = "flood"
+        summaries[("arpwatchd-capped", "flood")] = s
+
+    print("\n## Results\n")
+    print(results_table(summaries, names))
+    print("\nframes/s = frames in the file / whole-process wall time (median of the runs; "
+          "start-up included). stations = bindings in arpwatchd's state file, lines in "
+          "arpwatch's arp.dat.")
+    flood_run = runs.get(("arpwatchd", "flood"))
+    if flood_run:
+        print(f"\nflood, default max_bindings: {rss_curve(flood_run[-1])}")
+    if capped is not None:
+        print(f"flood, max_bindings {cap:,}: {rss_curve(capped)}")
+
+    flood_claims = int(str(manifest["flood"].get("distinct_claims", 0))) if "flood" in names \
+        else 0
+    targets = check_targets(summaries, capped, cap, flood_claims)
+    print("\n## Targets (issue 5)\n")
+    print("| target | wanted | measured | result |\n|---|---|---|---|")
+    for t in targets:
+        verdict = "n/a" if t.passed is None else ("PASS" if t.passed else "FAIL")
+        print(f"| {t.name} | {t.wanted} | {t.measured} | {verdict} |")
+    print(f"\ntotal benchmark time: {time.perf_counter() - started:.0f} s")
+    digest_after = source_digest(under.sources)
+    if digest_after != digest_before:
+        print("\nWARNING: arpwatchd/ changed while the benchmark ran (sources "
+              f"{digest_before} -> {digest_after}): the runs mix versions; run it again "
+              "(--snapshot HEAD measures a fixed revision).")
+
+    if args.profile:
+        print()
+        sys.stdout.flush()
+        subprocess.run([sys.executable, str(Path(__file__).resolve().parent /
+                                            "profile_replay.py"),
+                        *(["--quick"] if args.quick else []), "--out", str(args.out),
+                        "--top", str(args.profile_lines),
+                        *(["--arpwatchd", args.arpwatchd] if args.arpwatchd else []),
+                        *(["--snapshot", args.snapshot] if args.snapshot else []),
+                        *[f"--capture={n}" for n in ("normal", "flood") if n in paths]],
+                       check=False)
+    if args.json:
+        args.json.write_text(json.dumps({
+            "command": command, "machine": info, "scale": scale,
+            "captures": {n: manifest[n] for n in names},
+            "summaries": [asdict(s) for s in summaries.values()],
+            "runs": [{k: v for k, v in asdict(r).items() if k != "rss_samples"}
+                     for rs in runs.values() for r in rs],
+            "targets": [asdict(t) for t in targets],
+        }, indent=2))
+    return 0 if all(t.passed is not False for t in targets) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
