@@ -80,7 +80,7 @@ class Store:
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 # a flood writes a million random keys: keep more of the B-tree's pages in
                 # memory and checkpoint the WAL in larger steps (measured: less time per row)
-                self._db.execute("PRAGMA cache_size=-16384")
+                self._db.execute("PRAGMA cache_size=-8192")
                 self._db.execute("PRAGMA wal_autocheckpoint=10000")
                 self._migrate()
             self._db.execute("PRAGMA busy_timeout=5000")
