@@ -113,31 +113,26 @@ class FastPath:
                         asked[s.asked] = ts
                         asked[s.asked_any] = ts
                         st.pending += 1
-                        if not repeat.n:
-                            repeat.first = ts
-                            waiting = pending_get(s.key)
-                            if waiting is None:
-                                pending[s.key] = [repeat]
-                            else:
-                                waiting.append(repeat)
-                        repeat.n += 1
-                        repeat.last = ts
                         requests += 1
-                        continue
+                    else:
+                        repeat = None
                 else:
                     asked_at = asked.get(s.asked)
                     if asked_at is not None and ts - asked_at <= solicit:
-                        if not repeat.n:
-                            repeat.first = ts
-                            waiting = pending_get(s.key)
-                            if waiting is None:
-                                pending[s.key] = [repeat]
-                            else:
-                                waiting.append(repeat)
-                        repeat.n += 1
-                        repeat.last = ts
                         replies += 1
-                        continue
+                    else:
+                        repeat = None
+                if repeat is not None:  # a repeat: its refresh waits for the next flush
+                    if not repeat.n:
+                        repeat.first = ts
+                        waiting = pending_get(s.key)
+                        if waiting is None:
+                            pending[s.key] = [repeat]
+                        else:
+                            waiting.append(repeat)
+                    repeat.n += 1
+                    repeat.last = ts
+                    continue
             if pending and ts >= horizon:
                 self.flush(events)
             if slow(ts, frame) and tracker.steady is not None:
