@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from arpwatchd.addresses import ZERO_MAC
+from arpwatchd.capture import FileCapture
 from arpwatchd.decode import ArpFrame, Decoder
 from arpwatchd.events import Event
 from arpwatchd.frames import REPLY, REQUEST, arp_frame
@@ -51,3 +54,17 @@ def feed(tracker: Tracker, *steps: tuple[float, ArpFrame]) -> list[Event]:
 def brief(events: list[Event]) -> list[tuple[object, ...]]:
     """(event, ip, mac, previous_mac, reason) for exact comparisons."""
     return [(e.kind.value, e.ip, e.mac, e.previous_mac, e.reason) for e in events]
+
+
+def read_arp_frames(path: Path) -> list[tuple[float, ArpFrame]]:
+    """Every decodable ARP frame of a capture file, with its packet time."""
+    capture = FileCapture(str(path))
+    decoder = Decoder("replay", capture.linktype)
+    out = []
+    while batch := capture.read_batch(512):
+        for ts, raw in batch.frames():
+            frame = decoder.decode(raw)
+            if isinstance(frame, ArpFrame):
+                out.append((ts, frame))
+    capture.close()
+    return out

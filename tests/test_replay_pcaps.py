@@ -28,9 +28,9 @@ from types import ModuleType
 
 import dpkt
 import pytest
+from arpbuild import read_arp_frames
 
 from arpwatchd.addresses import ip_text, mac_text
-from arpwatchd.capture import FileCapture
 from arpwatchd.config import Config, load_config
 from arpwatchd.daemon import replay
 from arpwatchd.decode import ArpFrame, Decoder
@@ -392,16 +392,7 @@ def test_conflicts_end_with_the_survivor_bound() -> None:
 
 
 def _frames(path: Path) -> list[tuple[float, ArpFrame]]:
-    capture = FileCapture(str(path))
-    decoder = Decoder("replay", capture.linktype)
-    out = []
-    while batch := capture.read_batch(512):
-        for ts, raw in batch.frames():
-            frame = decoder.decode(raw)
-            if isinstance(frame, ArpFrame):
-                out.append((ts, frame))
-    capture.close()
-    return out
+    return read_arp_frames(path)
 
 
 def test_spoofing_keeps_one_active_conflict_for_the_whole_attack() -> None:

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from arpbuild import read_arp_frames
 
 from arpwatchd.addresses import ip_text, mac_text
-from arpwatchd.capture import FileCapture
 from arpwatchd.config import Config, parse_config
 from arpwatchd.daemon import replay
-from arpwatchd.decode import ArpFrame, ArpKind, Decoder
+from arpwatchd.decode import ArpFrame, ArpKind
 from arpwatchd.events import Event, format_ts
 from arpwatchd.output import EventWriter
 from arpwatchd.sensor import Sensor
@@ -85,16 +85,7 @@ def _summary(events: list[Event]) -> list[tuple[str, str | None, str | None, int
 
 
 def _arp_frames(name: str) -> list[tuple[float, ArpFrame]]:
-    capture = FileCapture(str(SHARED / name))
-    decoder = Decoder("replay", capture.linktype)
-    out = []
-    while batch := capture.read_batch(512):
-        for ts, raw in batch.frames():
-            frame = decoder.decode(raw)
-            if isinstance(frame, ArpFrame):
-                out.append((ts, frame))
-    capture.close()
-    return out
+    return read_arp_frames(SHARED / name)
 
 
 def test_arp_storm_is_a_flood_from_one_router_not_a_conflict() -> None:
