@@ -60,6 +60,12 @@ def hook_env(event: Event, vendor: str | None, base: dict[str, str] | None = Non
 class HookRunner:
     """Runs the hook for matching events in worker threads; never blocks, never raises."""
 
+
+    def counters(self) -> dict[str, int]:
+        """For metrics: runs started, events dropped (all slots busy), failures, timeouts."""
+        return {"hook_runs": self.started, "hook_dropped": self.dropped,
+                "hook_failures": self.failed, "hook_timeouts": self.timed_out}
+
     def __init__(self, config: HookConfig) -> None:
         self.config = config
         self.started = 0

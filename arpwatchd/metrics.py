@@ -103,6 +103,7 @@ class _Copy:
     defense_failures: dict[str, int]
     defense_send_errors: dict[str, int]
     tracker: TrackerStats | None
+    outputs: dict[str, int]
 
 
 def _copy(stats: SensorStats) -> _Copy:
@@ -121,6 +122,7 @@ def _copy(stats: SensorStats) -> _Copy:
             defense_failures=dict(stats.defense_failures),
             defense_send_errors=dict(stats.defense_send_errors),
             tracker=stats.tracker,
+            outputs=stats.outputs() if stats.outputs is not None else {},
         )
 
 
@@ -130,6 +132,17 @@ def _with_zeros(
     out: Counter[tuple[str, str]] = Counter(dict.fromkeys(known, 0))
     out.update(values)
     return out
+
+
+_OUTPUT_HELP = {
+    "syslog_messages": "Events sent to the syslog collector.",
+    "syslog_messages_dropped": "Events dropped because the syslog queue was full.",
+    "syslog_errors": "Failed attempts to send to the syslog collector.",
+    "hook_runs": "Hook command runs started.",
+    "hook_dropped": "Events not given to the hook because every slot was busy.",
+    "hook_failures": "Hook runs that could not start or exited non-zero.",
+    "hook_timeouts": "Hook runs killed at their timeout.",
+}
 
 
 class ArpwatchCollector(Collector):
@@ -299,6 +312,8 @@ class ArpwatchCollector(Collector):
             for interface in sorted(set(interfaces) | set(values)):
                 family.add_metric([interface], values.get(interface, 0))
             yield family
+        for name, value in sorted(c.outputs.items()):  # only the outputs configured
+            yield CounterMetricFamily(PREFIX + name, _OUTPUT_HELP.get(name, name), value=value)
 
 
 class MetricsServer:

@@ -51,6 +51,15 @@ class EventWriter:
                     from None
             self._owned = True
 
+    def counters(self) -> dict[str, int]:
+        """The sinks' own counters (syslog, hook), for the metrics endpoint."""
+        out: dict[str, int] = {}
+        for sink in self.sinks:
+            counters = getattr(sink, "counters", None)
+            if callable(counters):
+                out.update(counters())
+        return out
+
     def write(self, events: list[Event]) -> None:
         if not events:
             return

@@ -47,6 +47,7 @@ class Sensor:
         self.writer = writer
         self.store = store
         self.stats = stats or SensorStats()
+        self.stats.outputs = writer.counters
         self.defender: Defender | None = None
         self._own_frames: dict[bytes, None] = {}
         self._pending: dict[tuple[str, int | None, int], BindingRecord | None] = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from arpwatchd.tracker import TrackerStats
@@ -48,6 +49,8 @@ class SensorStats:
     defense_send_errors: Counter[str] = field(default_factory=Counter)
     """interface -> defense frames libpcap could not send."""
     tracker: TrackerStats | None = None
+    outputs: Callable[[], dict[str, int]] | None = None
+    """Counters of the optional outputs (syslog, hook), read at scrape time."""
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def capture(self, name: str) -> CaptureState:

@@ -137,6 +137,12 @@ def octet_counted(message: bytes) -> bytes:
 class SyslogSink:
     """Formats events and sends them from a background thread; never blocks, never raises."""
 
+
+    def counters(self) -> dict[str, int]:
+        """For metrics: messages sent, dropped (queue full), send errors."""
+        return {"syslog_messages": self.sent, "syslog_messages_dropped": self.dropped,
+                "syslog_errors": self.errors}
+
     def __init__(self, config: SyslogConfig, hostname: str | None = None) -> None:
         self.config = config
         self.target = parse_address(config.address, config.transport)

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from arpwatchd import __version__
 from arpwatchd.cli import main
-from arpwatchd.config import Config, MetricsConfig
+from arpwatchd.config import Config, MetricsConfig, parse_config
 from arpwatchd.daemon import replay
 from arpwatchd.decode import ArpKind, SkipReason
 from arpwatchd.events import EventKind
@@ -31,6 +31,7 @@ from arpwatchd.metrics import (
 )
 from arpwatchd.output import EventWriter
 from arpwatchd.sensor import Sensor
+from arpwatchd.sinks import open_sinks
 from arpwatchd.stats import SensorStats
 from arpwatchd.tracker import TrackerStats
 
@@ -303,3 +304,14 @@ def test_cli_serve_needs_an_endpoint(tmp_path: Path, capsys: pytest.CaptureFixtu
     write_pcap(path, [(1.0, announcement("10.0.0.1", A))])
     assert main(["replay", "--serve", "--metrics-address", "0", str(path)]) == 2
     assert "--serve needs a metrics endpoint" in capsys.readouterr().err
+
+
+def test_syslog_and_hook_counters_are_exported_when_configured(tmp_path: Path) -> None:
+    assert _registry(SensorStats()).get_sample_value("arpwatchd_hook_runs_total") is None
+    config = parse_config("output:\n  hook: {command: [/bin/true], events: [new_station]}\n")
+    writer = EventWriter(str(tmp_path / "e.jsonl"), sinks=open_sinks(config.output))
+    sensor = Sensor(config, writer)
+    get = _registry(sensor.stats).get_sample_value
+    assert get("arpwatchd_hook_runs_total") == 0
+    assert get("arpwatchd_hook_dropped_total") == 0
+    writer.close()
