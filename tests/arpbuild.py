@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 from arpwatchd.addresses import ZERO_MAC
 from arpwatchd.capture import FileCapture
+from arpwatchd.config import Config
+from arpwatchd.daemon import replay
 from arpwatchd.decode import ArpFrame, Decoder
 from arpwatchd.events import Event
 from arpwatchd.frames import REPLY, REQUEST, arp_frame
+from arpwatchd.output import EventWriter
+from arpwatchd.sensor import Sensor
 from arpwatchd.tracker import Tracker
 
 BCAST = "ff:ff:ff:ff:ff:ff"
@@ -68,3 +74,21 @@ def read_arp_frames(path: Path) -> list[tuple[float, ArpFrame]]:
                 out.append((ts, frame))
     capture.close()
     return out
+
+
+def replay_quietly(path: Path, config: Config, fast: bool = True) -> Sensor:
+    """Replays a capture through a real Sensor, as `arpwatchd replay` does, with the human log
+    muted; `sensor.emitted` holds the events. Fails on a damaged file or a frame error."""
+    writer = EventWriter(os.devnull)
+    sensor = Sensor(config, writer)
+    sensor.fastpath.enabled = fast
+    sensor.emitted = []
+    logging.getLogger("arpwatchd").disabled = True
+    try:
+        errors = replay(sensor, [str(path)])
+    finally:
+        logging.getLogger("arpwatchd").disabled = False
+        writer.close()
+    assert errors == [], errors
+    assert sensor.stats.frame_errors == 0, "a frame raised inside the sensor"
+    return sensor

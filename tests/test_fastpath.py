@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from arpbuild import replay_quietly
 
 from arpwatchd.config import Config, load_config
-from arpwatchd.daemon import replay
 from arpwatchd.events import Event
-from arpwatchd.output import EventWriter
-from arpwatchd.sensor import Sensor
 from arpwatchd.tracker import BindingRecord
 
 ROOT = Path(__file__).parents[1]
@@ -23,10 +21,8 @@ CAPTURES = sorted((ROOT / "pcaps").glob("*.pcap")) + sorted(
 def run(capture: Path, fast: bool) -> tuple[list[Event], list[BindingRecord], int]:
     config_path = capture.with_suffix(".yml")
     config = load_config(str(config_path)) if config_path.exists() else Config()
-    sensor = Sensor(config, EventWriter("/dev/null"))
-    sensor.fastpath.enabled = fast
-    sensor.emitted = []
-    replay(sensor, [str(capture)])
+    sensor = replay_quietly(capture, config, fast)
+    assert sensor.emitted is not None
     hits = sensor.fastpath.request_hits + sensor.fastpath.reply_hits
     bindings = sorted(sensor.tracker.bindings(), key=lambda b: (b.vlan or 0, b.ip))
     return sensor.emitted, bindings, hits

@@ -18,8 +18,6 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
-import logging
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -28,17 +26,14 @@ from types import ModuleType
 
 import dpkt
 import pytest
-from arpbuild import read_arp_frames
+from arpbuild import read_arp_frames, replay_quietly
 
 from arpwatchd.addresses import ip_text, mac_text
 from arpwatchd.config import Config, load_config
-from arpwatchd.daemon import replay
 from arpwatchd.decode import ArpFrame, Decoder
 from arpwatchd.events import Event, format_ts
-from arpwatchd.output import EventWriter
 from arpwatchd.sensor import Sensor
 from arpwatchd.tracker import Tracker
-from arpwatchd.vendors import Vendors
 
 ROOT = Path(__file__).resolve().parents[1]
 PCAPS = ROOT / "pcaps"
@@ -308,7 +303,6 @@ SUSPECTS: dict[str, str | None] = {
 }
 SUSPECT_XFAIL: dict[str, str] = {}
 
-_VENDORS = Vendors()
 
 
 @dataclass
@@ -323,17 +317,8 @@ def replayed(name: str) -> Replayed:
     path = PCAPS / f"{name}.pcap"
     yml = path.with_suffix(".yml")
     config = load_config(str(yml)) if yml.exists() else Config()
-    writer = EventWriter(os.devnull, _VENDORS)
-    sensor = Sensor(config, writer)
-    sensor.emitted = []
-    logging.getLogger("arpwatchd").disabled = True
-    try:
-        errors = replay(sensor, [str(path)])
-    finally:
-        logging.getLogger("arpwatchd").disabled = False
-        writer.close()
-    assert errors == [], errors
-    assert sensor.stats.frame_errors == 0
+    sensor = replay_quietly(path, config)
+    assert sensor.emitted is not None
     return Replayed(sensor.emitted, sensor)
 
 

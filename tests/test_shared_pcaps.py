@@ -12,23 +12,18 @@ The folder is outside this repository; the tests skip with a clear reason when i
 from __future__ import annotations
 
 import functools
-import logging
-import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from arpbuild import read_arp_frames
+from arpbuild import read_arp_frames, replay_quietly
 
 from arpwatchd.addresses import ip_text, mac_text
 from arpwatchd.config import Config, parse_config
-from arpwatchd.daemon import replay
 from arpwatchd.decode import ArpFrame, ArpKind
 from arpwatchd.events import Event, format_ts
-from arpwatchd.output import EventWriter
 from arpwatchd.sensor import Sensor
-from arpwatchd.vendors import Vendors
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "pcaps"
 
@@ -42,7 +37,6 @@ protected:
     mac: "00:26:0b:31:07:33"
 """
 
-_VENDORS = Vendors()
 
 
 @dataclass
@@ -66,17 +60,8 @@ def replayed(name: str, config_text: str | None = None) -> Replayed:
     if not path.is_file():
         pytest.skip(f"{path} is absent")
     config = parse_config(config_text, source="test") if config_text else Config()
-    writer = EventWriter(os.devnull, _VENDORS)
-    sensor = Sensor(config, writer)
-    sensor.emitted = []
-    logging.getLogger("arpwatchd").disabled = True
-    try:
-        errors = replay(sensor, [str(path)])
-    finally:
-        logging.getLogger("arpwatchd").disabled = False
-        writer.close()
-    assert errors == [], errors
-    assert sensor.stats.frame_errors == 0, "a frame raised inside the sensor"
+    sensor = replay_quietly(path, config)
+    assert sensor.emitted is not None
     return Replayed(sensor.emitted, sensor)
 
 
