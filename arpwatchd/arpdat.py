@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from arpwatchd.addresses import ip_text, mac_text, parse_ip, parse_mac
 from arpwatchd.state import MAX_PREVIOUS, BindingRecord
@@ -173,7 +173,7 @@ def merge(stored: BindingRecord | None, found: list[Station]) -> BindingRecord |
     previous = tuple(order[1:1 + MAX_PREVIOUS])
     last_seen = max(t for t, _, m in timeline if m == owner)
     if stored is not None and owner == stored.mac:
-        record = replace(stored, last_seen=last_seen, previous=previous)
+        record = stored._replace(last_seen=last_seen, previous=previous)
         return None if record == stored else record
     return BindingRecord(interface=first.interface, vlan=first.vlan, ip=first.ip, mac=owner,
                          first_seen=last_seen, last_seen=last_seen, previous=previous)

@@ -8,6 +8,7 @@ bad config file.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import sys
@@ -142,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         if args.command in tools.COMMANDS:
             return tools.run(args)
+        _tune_gc()
         if args.command == "run":
             _setup_logging(args.verbose, args.quiet, logging.INFO)
             return _run(args)
@@ -155,6 +157,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+def _tune_gc() -> None:
+    """The sensor's tables are a million small immutable tuples, but the cyclic GC's default
+    young-generation threshold (700 allocations) makes it re-scan them over and over while a
+    flood creates bindings: a fifth of a flood's run time, measured. Cycles are rare here
+    (no per-frame object refers back to its owner), so collect young objects 70x less often."""
+    gc.set_threshold(50_000, 20, 100)
 
 
 def _configured(args: argparse.Namespace) -> Config:

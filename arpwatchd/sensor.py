@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import traceback
-from dataclasses import replace
 
 from arpwatchd.batch import Batch
 from arpwatchd.config import Config
@@ -26,8 +25,9 @@ from arpwatchd.tracker import BindingRecord, Tracker
 log = logging.getLogger("arpwatchd")
 
 MAX_PENDING_WRITES = 200_000
-STORE_ROWS = 4096
-"""Changes gathered before a store write between clock ticks."""
+STORE_ROWS = 65536
+"""Changes gathered before a store write between clock ticks: large, sorted transactions
+cost SQLite a third per row of small ones under a flood (benchmarks/README.md)."""
 OWN_FRAMES_KEPT = 1024
 
 
@@ -165,7 +165,7 @@ class Sensor:
         for send in sent:
             if dry_run:
                 log.warning("dry run: would send on %s: %s", send.interface, send.frame.hex())
-                events.append(replace(send.event, reason="dry_run"))
+                events.append(send.event._replace(reason="dry_run"))
                 continue
             self._own_frames[send.frame] = None
             if len(self._own_frames) > OWN_FRAMES_KEPT:

@@ -99,9 +99,8 @@ class Unsettled:
         self.claims = 0
 
 
-@dataclass(frozen=True, slots=True)
-class BindingRecord:
-    """A binding as the store keeps it."""
+class BindingRecord(NamedTuple):
+    """A binding as the store keeps it (a NamedTuple: built for every changed binding)."""
 
     interface: str
     vlan: int | None
