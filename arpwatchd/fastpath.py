@@ -22,7 +22,7 @@ from collections.abc import Callable
 from operator import attrgetter
 
 from arpwatchd.batch import META, Batch
-from arpwatchd.decode import ArpFrame
+from arpwatchd.decode import ArpFrame, ArpKind
 from arpwatchd.events import Event
 from arpwatchd.tracker import Steady, Tracker
 
@@ -32,25 +32,29 @@ MAX_MEMOS = 200_000
 _FIRST = attrgetter("first")
 
 
-class Repeat:
-    """A remembered steady frame and its repeats since the last bulk refresh."""
+class Pending:
+    """The repeats of one binding's steady frames since they were last applied: one record
+    per binding, not per frame, so a gateway answering thousands of hosts is applied once."""
 
-    __slots__ = ("first", "last", "n", "steady")
+    __slots__ = ("dom", "first", "key", "last", "replied_at", "tha")
 
-    def __init__(self, steady: Steady) -> None:
-        self.steady = steady
-        self.first = 0.0
-        self.last = 0.0
-        self.n = 0
+    def __init__(self, key: int, dom: int, ts: float) -> None:
+        self.key = key
+        self.dom = dom
+        self.first = ts
+        self.last = ts
+        self.tha: bytes | None = None
+        """The target MAC of the latest reply among them (None: only requests)."""
+        self.replied_at = 0.0
 
 
 class FastPath:
     def __init__(self, tracker: Tracker) -> None:
         self.tracker = tracker
-        self._memo: dict[bytes, Repeat] = {}
+        self._memo: dict[bytes, Steady] = {}
         self._by_key: dict[int, list[bytes]] = {}
         self._version = tracker.version
-        self._pending: dict[int, list[Repeat]] = {}
+        self._pending: dict[int, Pending] = {}
         self._flushed_at: float | None = None
         self.request_hits = 0
         self.reply_hits = 0
@@ -85,9 +89,8 @@ class FastPath:
         for sec, usec, offset, length in META.iter_unpack(batch.meta):
             frame = data[offset : offset + length]
             ts = sec + usec * 1e-6
-            repeat = memo_get(frame)
-            if repeat is not None and ts < horizon:
-                s = repeat.steady
+            s = memo_get(frame)
+            if s is not None and ts < horizon:
                 st = s.stats
                 if s.is_request:
                     # the windows of Senders.count_frame / count_target, rolled the same way
@@ -115,23 +118,22 @@ class FastPath:
                         st.pending += 1
                         requests += 1
                     else:
-                        repeat = None
+                        s = None
                 else:
                     asked_at = asked.get(s.asked)
                     if asked_at is not None and ts - asked_at <= solicit:
                         replies += 1
                     else:
-                        repeat = None
-                if repeat is not None:  # a repeat: its refresh waits for the next flush
-                    if not repeat.n:
-                        repeat.first = ts
-                        waiting = pending_get(s.key)
-                        if waiting is None:
-                            pending[s.key] = [repeat]
-                        else:
-                            waiting.append(repeat)
-                    repeat.n += 1
-                    repeat.last = ts
+                        s = None
+                if s is not None:  # a repeat: its refresh waits for the next flush
+                    waiting = pending_get(s.key)
+                    if waiting is None:
+                        waiting = pending[s.key] = Pending(s.key, s.dom, ts)
+                    else:
+                        waiting.last = ts
+                    if not s.is_request:
+                        waiting.tha = s.tha
+                        waiting.replied_at = ts
                     continue
             if pending and ts >= horizon:
                 self.flush(events)
@@ -148,7 +150,7 @@ class FastPath:
         self.reply_hits += replies
 
     def _remember(self, frame: bytes, steady: Steady) -> None:
-        self._memo[frame] = Repeat(steady)
+        self._memo[frame] = steady
         self._by_key.setdefault(steady.key, []).append(frame)
         if steady.depends != steady.key:
             self._by_key.setdefault(steady.depends, []).append(frame)
@@ -178,8 +180,9 @@ class FastPath:
         return deadline
 
     def before_slow(self, frame: ArpFrame, events: list[Event]) -> None:
-        """Applies the repeats a slow frame's processing will read: those of its sender's and
-        target's addresses, or all of them when the tracker may evict (LRU order)."""
+        """Applies the repeats a slow frame's processing will read: those of its sender's
+        address, and of its target's when it is a reply or a probe (a request never reads the
+        binding it asks for), or all of them when the tracker may evict (LRU order)."""
         pending = self._pending
         if not pending:
             return
@@ -187,26 +190,23 @@ class FastPath:
         if tracker.full:
             self.flush(events)
             return
-        for ip in (frame.spa, frame.tpa):
-            waiting = pending.pop(tracker.key_of(frame.interface, frame.vlan, ip), None)
+        waiting = pending.pop(tracker.key_of(frame.interface, frame.vlan, frame.spa), None)
+        if waiting is not None:
+            events.extend(tracker.apply_repeats((waiting,)))
+        if frame.op != 1 or frame.kind is ArpKind.PROBE:
+            waiting = pending.pop(tracker.key_of(frame.interface, frame.vlan, frame.tpa), None)
             if waiting is not None:
-                self._apply(waiting, events)
+                events.extend(tracker.apply_repeats((waiting,)))
 
     def flush(self, events: list[Event]) -> None:
         """Applies every recorded repeat (a deadline, a tick, DEFER passed, the end)."""
         pending = self._pending
         if not pending:
             return
-        waiting = [repeat for repeats in pending.values() for repeat in repeats]
-        waiting.sort(key=_FIRST)
+        waiting = sorted(pending.values(), key=_FIRST)
         pending.clear()
-        self._apply(waiting, events)
-        self._flushed_at = max(repeat.last for repeat in waiting)
-
-    def _apply(self, waiting: list[Repeat], events: list[Event]) -> None:
         events.extend(self.tracker.apply_repeats(waiting))
-        for repeat in waiting:
-            repeat.n = 0
+        self._flushed_at = max(p.last for p in waiting)
 
     def due(self, now: float) -> bool:
         """Whether a tick at `now` must flush first (a deadline or DEFER passed)."""

@@ -50,9 +50,14 @@ class Steady(NamedTuple):
 
 
 class RepeatRecord(Protocol):
-    steady: Steady
+    """Repeats of one binding's steady frames (`fastpath.Pending`)."""
+
+    key: int
+    dom: int
     first: float
     last: float
+    tha: bytes | None
+    replied_at: float
 
 
 class Phase(Enum):

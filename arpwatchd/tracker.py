@@ -193,15 +193,15 @@ class Tracker:
         inactive = self.policy.inactive_after
         bindings = self._bindings
         for repeat in repeats:
-            steady = repeat.steady
-            b = bindings[steady.key]
+            key = repeat.key
+            b = bindings[key]
             if repeat.first - b.last_seen >= inactive:
-                events.append(self._event(repeat.first, EventKind.NEW_ACTIVITY, steady.dom,
-                                          steady.key & 0xFFFFFFFF, b.mac, since=b.last_seen))
+                events.append(self._event(repeat.first, EventKind.NEW_ACTIVITY, repeat.dom,
+                                          key & 0xFFFFFFFF, b.mac, since=b.last_seen))
             if repeat.last > b.last_seen:
-                self._touch(steady.key, b, repeat.last)
-            if not steady.is_request:
-                self._remember_reply(steady.key, b.mac, steady.tha, repeat.last)
+                self._touch(key, b, repeat.last)
+            if repeat.tha is not None:
+                self._remember_reply(key, b.mac, repeat.tha, repeat.replied_at)
         return events
 
     def reconfigure(self, policy: TrackerPolicy) -> None:
