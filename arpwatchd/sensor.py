@@ -238,24 +238,27 @@ class Sensor:
         if not now and waiting < STORE_ROWS:
             return
         upserts, removed = self.tracker.changes()
-        events = []
         pending = self._pending
-        for record in upserts:
-            pending[(record.interface, record.vlan, record.ip)] = record
-        for key in removed:
-            pending[key] = None
-        if not pending and not self._pending_events:
+        if pending:  # changes a failed write left behind, merged with these
+            for record in upserts:
+                pending[(record.interface, record.vlan, record.ip)] = record
+            for key in removed:
+                pending[key] = None
+            upserts = [r for r in pending.values() if r is not None]
+            removed = [k for k, r in pending.items() if r is None]
+        if not upserts and not removed and not self._pending_events:
             return
-        writes = [r for r in pending.values() if r is not None]
-        deletes = [k for k, r in pending.items() if r is None]
         try:
-            self.store.write(writes, deletes, self._pending_events)
+            self.store.write(upserts, removed, self._pending_events)
         except StoreError as exc:
             with self.stats.lock:
                 self.stats.store_write_errors += 1
             if not self._store_failing:
                 log.error("%s; carrying on in memory and retrying each batch", exc)
             self._store_failing = True
+            if not pending:
+                pending.update(((r.interface, r.vlan, r.ip), r) for r in upserts)
+                pending.update((k, None) for k in removed)
             if len(pending) > MAX_PENDING_WRITES:
                 pending.clear()
             del self._pending_events[:-MAX_PENDING_WRITES]
