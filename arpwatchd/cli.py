@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from arpwatchd import __version__, tools
 from arpwatchd.addresses import parse_mac
@@ -30,13 +31,15 @@ from arpwatchd.daemon import (
     wait_for_stop,
 )
 from arpwatchd.defend import Defender
-from arpwatchd.metrics import MetricsError, MetricsServer, parse_metrics_address
 from arpwatchd.output import EventWriter, OutputError
 from arpwatchd.privileges import PrivilegeError, drop_to
 from arpwatchd.sensor import Sensor
 from arpwatchd.sinks import open_sinks
 from arpwatchd.stats import SensorStats
 from arpwatchd.store import Store, StoreError
+
+if TYPE_CHECKING:
+    from arpwatchd.metrics import MetricsServer
 
 log = logging.getLogger("arpwatchd")
 
@@ -57,6 +60,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def _metrics_address(text: str) -> tuple[str, int]:
     """argparse type for --metrics-address; ("", 0) means disabled."""
+    from arpwatchd.metrics import parse_metrics_address  # noqa: PLC0415  (import on use: start-up)
+
     try:
         return parse_metrics_address(text) or ("", 0)
     except ValueError as exc:
@@ -152,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"arpwatchd: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (CaptureError, StoreError, OutputError, MetricsError, PrivilegeError) as exc:
+    except (CaptureError, StoreError, OutputError, PrivilegeError) as exc:  # MetricsError too
         print(f"arpwatchd: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from arpwatchd.capture import (
     CaptureError,
@@ -25,8 +26,10 @@ from arpwatchd.capture import (
 )
 from arpwatchd.config import Config
 from arpwatchd.decode import Decoder
-from arpwatchd.metrics import MetricsServer, start_metrics
 from arpwatchd.sensor import Sensor
+
+if TYPE_CHECKING:
+    from arpwatchd.metrics import MetricsServer
 
 log = logging.getLogger("arpwatchd")
 
@@ -273,6 +276,8 @@ def replay(
 
 def serve_metrics(sensor: Sensor, address: str, port: int) -> MetricsServer:
     """Starts the metrics endpoint for a sensor; the start time is read here (the clock)."""
+    from arpwatchd.metrics import start_metrics  # noqa: PLC0415  (import on use: start-up)
+
     return start_metrics(sensor.stats, sensor.config, address, port, started=time.time())
 
 

@@ -38,6 +38,7 @@ from arpwatchd import __version__
 from arpwatchd.config import Config
 from arpwatchd.decode import ArpKind, SkipReason
 from arpwatchd.events import EventKind
+from arpwatchd.output import OutputError
 from arpwatchd.stats import CaptureState, SensorStats
 from arpwatchd.tracker import TrackerStats
 
@@ -48,7 +49,7 @@ SUPPRESSION_CAUSES = ("rate_limit", "rule")
 """Why an event was not emitted: the event rate limit, or an operator's suppression rule."""
 
 
-class MetricsError(Exception):
+class MetricsError(OutputError):
     """The metrics endpoint cannot be served (port busy, bad address); one line."""
 
 
