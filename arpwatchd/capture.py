@@ -8,7 +8,9 @@ failure becomes a `CaptureError` with a one-line message naming the interface or
 
 from __future__ import annotations
 
+import queue
 import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,6 +180,52 @@ class FileCapture:
 
     def close(self) -> None:
         self._reader.close()
+
+
+class Prefetcher:
+    """Reads a capture file's batches on a thread, a few ahead of the sensor.
+
+    libpcap's reading and BPF filtering run in C with the GIL released, so on a second core
+    they overlap the sensor's Python work instead of adding to it (a mirror-port file where
+    98 % of the frames are filtered out spends a third of its replay there). Batches come out
+    in file order; the last one is empty, and `source.error` is final once it has come out.
+    """
+
+    DEPTH = 4
+
+    def __init__(self, source: FileCapture, max_frames: int) -> None:
+        self.source = source
+        self._batches: queue.Queue[Batch | BaseException] = queue.Queue(self.DEPTH)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, args=(max_frames,),
+                                        name=f"prefetch {source.name}", daemon=True)
+        self._thread.start()
+
+    def _read(self, max_frames: int) -> None:
+        try:
+            while not self._stop.is_set():
+                batch = self.source.read_batch(max_frames)
+                self._batches.put(batch)
+                if not batch:
+                    return
+        except BaseException as exc:  # handed to the reading thread, which raises it
+            self._batches.put(exc)
+
+    def read_batch(self) -> Batch:
+        item = self._batches.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        """Stops the thread (the file itself stays open: `source.close()`)."""
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._batches.get(timeout=0.05)
+            except queue.Empty:
+                continue
+        self._thread.join()
 
 
 def interface_mac(interface: str) -> bytes | None:

@@ -21,6 +21,7 @@ from arpwatchd.capture import (
     CaptureError,
     FileCapture,
     LiveCapture,
+    Prefetcher,
     interface_index,
     interface_up,
 )
@@ -259,14 +260,15 @@ def replay(
     for path in paths:
         source = FileCapture(path)
         decoder = sensor.decoder(interface, source.linktype)
-        while True:
-            batch = source.read_batch(batch_size)
-            if not batch:
-                break
-            sensor.feed(decoder, batch)
+        reader = Prefetcher(source, batch_size)
+        try:
+            while batch := reader.read_batch():
+                sensor.feed(decoder, batch)
+        finally:
+            reader.close()
+            source.close()
         if source.error is not None:
             errors.append(source.error)
-        source.close()
     if finish:
         sensor.finish()
     else:

@@ -225,3 +225,31 @@ def test_lost_interface_is_retried_and_capture_resumes(lab: Lab, tmp_path: Path)
     wait_for(lambda: "192.0.2.11" in events.read_text(), 10, "an event after the restart")
     lost = [line for line in log.read_text().splitlines() if "retry" in line]
     assert len(lost) == 1
+
+
+def test_replay_reads_ahead_in_order_and_stops_cleanly(tmp_path: Path) -> None:
+    """Files are read on a thread a few batches ahead: the frames still come in file order,
+    and a replay that stops early (Ctrl-C) does not leave the reader blocked."""
+    from arpwatchd.capture import FileCapture, Prefetcher  # noqa: PLC0415
+
+    path = tmp_path / "many.pcap"
+    frames = [announcement(0x0A000000 + i, bytes([2, 0, 0, 0, i >> 8, i & 255]))
+              for i in range(3000)]
+    write_pcap(path, [(1_700_000_000 + i * 0.001, f) for i, f in enumerate(frames)])
+    source = FileCapture(str(path))
+    reader = Prefetcher(source, 100)
+    seen = []
+    while batch := reader.read_batch():
+        seen.extend(frame for _, frame in batch.frames())
+    reader.close()
+    assert seen == frames and source.error is None
+    source.close()
+
+    source = FileCapture(str(path))
+    reader = Prefetcher(source, 10)
+    assert len(reader.read_batch()) == 10
+    started = time.monotonic()
+    reader.close()  # the thread is blocked on a full queue here
+    assert time.monotonic() - started < 2.0
+    assert not reader._thread.is_alive()
+    source.close()
