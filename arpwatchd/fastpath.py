@@ -7,6 +7,13 @@ settled claim (`Tracker.steady`), its bytes are remembered here; an identical fr
 a dict lookup and a few comparisons that prove it would again change nothing but times and
 counters, and its refresh is applied later, in bulk (`Tracker.apply_repeats`).
 
+Most first sightings are a known claim to a new target (a host asking a peer it had not asked
+before, the gateway answering a new host): the sender's half of the frame, the part dpkt and
+the tracker judged, is byte-identical to a remembered steady frame's. Those are checked at the
+target's fixed offsets (`FastPath._claimed`) instead of being decoded again; anything that is
+not certain goes the slow way. Memos are per interface: the same bytes on two interfaces are
+two stations' frames.
+
 Exactness: every deferred write is one that only the slow path reads, so the repeats of the
 bindings a slow frame will read (its sender's and its target's address) are applied before
 it, all of them before a deadline (a hold ending) or an eviction, and all at least every
@@ -21,15 +28,29 @@ from __future__ import annotations
 from collections.abc import Callable
 from operator import attrgetter
 
+from arpwatchd.addresses import BROADCAST_MAC, ZERO_MAC
 from arpwatchd.batch import META, Batch
 from arpwatchd.decode import ArpFrame, ArpKind
 from arpwatchd.events import Event
+from arpwatchd.state import ask_key
 from arpwatchd.tracker import Steady, Tracker
 
 DEFER = 300.0
 """Packet-time seconds between bulk refreshes (bounds how stale last_seen can be in the store)."""
 MAX_MEMOS = 200_000
 _FIRST = attrgetter("first")
+_ANY_MAC = (ZERO_MAC, BROADCAST_MAC)
+
+
+def _arp_at(frame: bytes) -> int:
+    """Where the ARP body starts in an untagged or 802.1Q-tagged Ethernet frame long enough
+    to hold it; 0 for any other frame (QinQ, other TPIDs: the slow path decodes those)."""
+    ethertype = frame[12:14]
+    if ethertype == b"\x08\x06":
+        return 14 if len(frame) >= 42 else 0
+    if ethertype == b"\x81\x00" and frame[16:18] == b"\x08\x06":
+        return 18 if len(frame) >= 46 else 0
+    return 0
 
 
 class Pending:
@@ -51,13 +72,20 @@ class Pending:
 class FastPath:
     def __init__(self, tracker: Tracker) -> None:
         self.tracker = tracker
-        self._memo: dict[bytes, Steady] = {}
-        self._by_key: dict[int, list[bytes]] = {}
+        self._memos: dict[str, dict[bytes, Steady]] = {}
+        """Per interface: the same bytes on two interfaces are two stations' frames."""
+        self._claims: dict[str, dict[bytes, Steady]] = {}
+        """Per interface: a steady frame of each claim (Ethernet bytes 6-31: source, ARP
+        header, sender MAC and IP), for frames that repeat a claim to a new target."""
+        self._by_key: dict[int, list[tuple[str, bytes]]] = {}
+        self._size = 0
         self._version = tracker.version
         self._pending: dict[int, Pending] = {}
         self._flushed_at: float | None = None
         self.request_hits = 0
         self.reply_hits = 0
+        self.claimed = 0
+        """First sightings handled by their known claim (`_claimed`), among the hits."""
         self.enabled = True
         """False sends every frame down the slow path (to compare the two)."""
 
@@ -66,9 +94,13 @@ class FastPath:
         batch: Batch,
         slow: Callable[[float, bytes], bool],
         events: list[Event],
+        interface: str = "",
+        ethernet: bool = False,
     ) -> None:
         """Feeds a batch; `slow(ts, frame)` handles a frame the fast path cannot, returning
-        True when the tracker marked it steady (it is then remembered)."""
+        True when the tracker marked it steady (it is then remembered). With `ethernet`
+        (untagged Ethernet layout), a first sighting that repeats a known steady claim to a
+        new target is handled here too, without dpkt (`_claimed`)."""
         if not self.enabled:
             for ts, frame in batch.frames():
                 slow(ts, frame)
@@ -80,8 +112,11 @@ class FastPath:
         scan_window, scan_targets = policy.scan_window, policy.scan_targets
         solicit = policy.solicit_window
         asked = tracker.asked_times
-        memo = self._memo
+        note_asked = tracker.note_asked
+        memo = self._memos.setdefault(interface, {})
         memo_get = memo.get
+        claims = self._claims.setdefault(interface, {})
+        claims_get = claims.get if ethernet else None
         pending = self._pending
         pending_get = pending.get
         horizon = self._horizon()
@@ -90,6 +125,13 @@ class FastPath:
             frame = data[offset : offset + length]
             ts = sec + usec * 1e-6
             s = memo_get(frame)
+            fresh = False
+            if s is None and claims_get is not None:
+                at = _arp_at(frame)
+                claim = claims_get(frame[6 : at + 18]) if at else None
+                if claim is not None:
+                    s = self._claimed(frame, at, claim)
+                    fresh = True
             if s is not None and ts < horizon:
                 st = s.stats
                 if s.is_request:
@@ -113,8 +155,12 @@ class FastPath:
                     ):
                         if size <= scan_targets:
                             targets.add(s.target)
-                        asked[s.asked] = ts
-                        asked[s.asked_any] = ts
+                        if fresh:  # new keys: the bounded table's own rules
+                            note_asked(s.asked, ts)
+                            note_asked(s.asked_any, ts)
+                        else:
+                            asked[s.asked] = ts
+                            asked[s.asked_any] = ts
                         st.pending += 1
                         requests += 1
                     else:
@@ -126,6 +172,9 @@ class FastPath:
                     else:
                         s = None
                 if s is not None:  # a repeat: its refresh waits for the next flush
+                    if fresh:
+                        self._remember(interface, frame, s)
+                        self.claimed += 1
                     waiting = pending_get(s.key)
                     if waiting is None:
                         waiting = pending[s.key] = Pending(s.key, s.dom, ts)
@@ -138,9 +187,11 @@ class FastPath:
             if pending and ts >= horizon:
                 self.flush(events)
             if slow(ts, frame) and tracker.steady is not None:
-                if len(memo) >= MAX_MEMOS:
-                    self._forget_all()
-                self._remember(frame, tracker.steady)
+                self._remember(interface, frame, tracker.steady)
+                if claims_get is not None and (at := _arp_at(frame)):
+                    claim_bytes = frame[6 : at + 18]
+                    claims[claim_bytes] = tracker.steady
+                    self._by_key[tracker.steady.key].append((interface, claim_bytes))
             if tracker.version != self._version:
                 self._invalidate()
             horizon = self._horizon()
@@ -149,14 +200,47 @@ class FastPath:
         self.request_hits += requests
         self.reply_hits += replies
 
-    def _remember(self, frame: bytes, steady: Steady) -> None:
-        self._memo[frame] = steady
-        self._by_key.setdefault(steady.key, []).append(frame)
+    def _claimed(self, frame: bytes, at: int, claim: Steady) -> Steady | None:
+        """The `Steady` the tracker would give `frame`, a first sighting of a known steady
+        claim (same sender, MAC, IP, opcode and VLAN tag) to another target, when that is
+        certain without decoding it; None sends it down the slow path.
+
+        The sender's half was decoded and judged when `claim` was; only the target's half is
+        new, at fixed offsets from the ARP body at `at` (the lengths are in the claim bytes).
+        What the tracker does with a target: announcements (sender IP = target IP) and
+        answers to probes are never steady; a reply's target must be the owner of its address
+        (`Tracker.answers_owner`), and a reply to the broadcast or zero MAC is never
+        remembered (`Tracker._note_steady`).
+        """
+        tha = frame[at + 18 : at + 24]
+        tpa = int.from_bytes(frame[at + 24 : at + 28], "big")
+        dom = claim.dom
+        spa = claim.key & 0xFFFFFFFF
+        sha = frame[at + 8 : at + 14]
+        if spa == tpa and (tha in _ANY_MAC or tha == sha):
+            return None
+        if claim.is_request:
+            return Steady(claim.key, dom, claim.stats, ask_key(dom, tpa, sha), tpa, True,
+                          claim.key, ask_key(dom, tpa), tha)
+        if tpa == 0 or tha in _ANY_MAC:
+            return None
+        depends = dom << 32 | tpa
+        if tpa != spa and not tha[0] & 1 and not self.tracker.answers_owner(depends, tha):
+            return None
+        return Steady(claim.key, dom, claim.stats, ask_key(dom, spa, tha), tpa, False,
+                      depends, ask_key(dom, spa), tha)
+
+    def _remember(self, interface: str, frame: bytes, steady: Steady) -> None:
+        if self._size >= MAX_MEMOS:
+            self._forget_all()
+        self._size += 1
+        self._memos[interface][frame] = steady
+        self._by_key.setdefault(steady.key, []).append((interface, frame))
         if steady.depends != steady.key:
-            self._by_key.setdefault(steady.depends, []).append(frame)
+            self._by_key.setdefault(steady.depends, []).append((interface, frame))
 
     def _invalidate(self) -> None:
-        """Forgets the frames whose bindings changed since the last look."""
+        """Forgets the frames and claims whose bindings changed since the last look."""
         tracker = self.tracker
         self._version = tracker.version
         changed = tracker.restructured
@@ -164,14 +248,17 @@ class FastPath:
         if changed is None:
             self._forget_all()
             return
-        memo, by_key = self._memo, self._by_key
+        memos, claims, by_key = self._memos, self._claims, self._by_key
         for key in changed:
-            for frame in by_key.pop(key, ()):
-                memo.pop(frame, None)
+            for interface, raw in by_key.pop(key, ()):
+                memos[interface].pop(raw, None)
+                claims[interface].pop(raw, None)
 
     def _forget_all(self) -> None:
-        self._memo.clear()
+        for table in (*self._memos.values(), *self._claims.values()):
+            table.clear()
         self._by_key.clear()
+        self._size = 0
 
     def _horizon(self) -> float:
         deadline = self.tracker.horizon

@@ -11,7 +11,7 @@ import traceback
 
 from arpwatchd.batch import Batch
 from arpwatchd.config import Config
-from arpwatchd.decode import ArpFrame, ArpKind, Decoder
+from arpwatchd.decode import DLT_EN10MB, ArpFrame, ArpKind, Decoder
 from arpwatchd.defend import Defender, Send
 from arpwatchd.events import Event, EventKind, EventLimiter
 from arpwatchd.fastpath import FastPath
@@ -129,7 +129,9 @@ class Sensor:
 
         requests, replies = fast.request_hits, fast.reply_hits
         try:
-            fast.run(batch, slow, events)
+            # a defender must see every first sighting, so no frame skips dpkt by its claim
+            fast.run(batch, slow, events, decoder.interface,
+                     ethernet=decoder.linktype == DLT_EN10MB and defender is None)
         except Exception:
             self._frame_error(b"")
         kinds[ArpKind.REQUEST] = kinds.get(ArpKind.REQUEST, 0) + fast.request_hits - requests

@@ -181,6 +181,21 @@ class Tracker:
         """The next deadline (a hold or conflict to end); +inf when none."""
         return self._next_deadline
 
+    def answers_owner(self, key: int, mac: bytes) -> bool:
+        """Whether a reply to `mac` for address `key` goes to its owner (or a MAC that may
+        share the address with it): what a reply says about its target agrees."""
+        b = self._bindings.get(key)
+        if b is None:
+            return False
+        if b.mac == mac or glbp_pair(b.mac, mac):
+            return True
+        interface, vlan = self._domains[key >> 32]
+        return self.policy.same_group(interface, vlan, key & 0xFFFFFFFF, b.mac, mac)
+
+    def note_asked(self, key: bytes, ts: float) -> None:
+        """Records a request (`ask_key`) seen at `ts`, as `observe` does."""
+        self._asked.note(key, ts)
+
     @property
     def asked_times(self) -> dict[Hashable, float]:
         """Requests on record, (dom, ip, asker) -> time; the fast path refreshes repeats."""
@@ -483,10 +498,7 @@ class Tracker:
         bt = self._bindings.get(tkey)
         if bt is None:
             return False  # a binding may appear for tpa: new bindings do not bump the version
-        if bt.mac == tha or glbp_pair(bt.mac, tha):
-            return True
-        interface, vlan = self._domains[dom]
-        if self.policy.same_group(interface, vlan, tpa, bt.mac, tha):
+        if self.answers_owner(tkey, tha):
             return True
         u = self._unsettled.get(tkey)
         if u is None and ts - bt.last_seen <= self.policy.hold:

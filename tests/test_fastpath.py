@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
 from arpbuild import replay_quietly
 
+from arpwatchd.addresses import ZERO_MAC
+from arpwatchd.batch import META, Batch
 from arpwatchd.config import Config, load_config
 from arpwatchd.events import Event
+from arpwatchd.frames import REQUEST, arp_frame
+from arpwatchd.output import EventWriter
+from arpwatchd.sensor import Sensor
 from arpwatchd.tracker import BindingRecord
 
 ROOT = Path(__file__).parents[1]
@@ -39,3 +46,46 @@ def test_fast_and_slow_paths_agree(capture: Path) -> None:
 def test_the_fast_path_is_used_on_a_lan() -> None:
     _, _, hits = run(ROOT / "pcaps" / "quiet-lan.pcap", fast=True)
     assert hits > 100
+
+
+@pytest.mark.parametrize("mix", ["normal", "vlan"])
+def test_paths_agree_on_a_generated_lan_mix(tmp_path: Path, mix: str) -> None:
+    """The benchmark's LAN mixes at a small size: thousands of first sightings that repeat a
+    known claim to a new target (handled without dpkt) among plain repeats, untagged and
+    802.1Q-tagged, must give the slow path's events and bindings exactly."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gen_captures  # noqa: PLC0415  (a script folder, not a package)
+
+    spec = (gen_captures.Spec("normal", 30_000, 600.0, hosts=300) if mix == "normal"
+            else gen_captures.Spec("vlan", 30_000, 600.0, hosts=60, vlans=4))
+    gen_captures.generate(spec, tmp_path)
+    capture = tmp_path / f"{mix}.pcap"
+    slow = replay_quietly(capture, Config(), False)
+    fast = replay_quietly(capture, Config(), True)
+    assert fast.fastpath.claimed > 1000
+    assert fast.fastpath.request_hits + fast.fastpath.reply_hits > 20_000
+    assert fast.emitted == slow.emitted
+    def key(b: BindingRecord) -> tuple[int, int]:
+        return (b.vlan or 0, b.ip)
+
+    assert sorted(fast.tracker.bindings(), key=key) == sorted(slow.tracker.bindings(), key=key)
+
+
+def test_the_same_frames_on_two_interfaces_are_two_stations() -> None:
+    """A sensor on two ports of one LAN (or two LANs reusing a plan) sees byte-identical
+    frames on both: each interface must learn its own binding, not refresh the other's."""
+    frames = [arp_frame(REQUEST, "02:00:00:00:00:01", "10.0.0.1", ZERO_MAC, "10.0.0.9")] * 50
+    data = b"".join(frames)
+    meta = b"".join(META.pack(1_700_000_000 + i, 0, i * len(f), len(f))
+                    for i, f in enumerate(frames))
+    writer = EventWriter(os.devnull)
+    sensor = Sensor(Config(), writer)
+    sensor.emitted = []
+    for interface in ("eth1", "eth2"):
+        sensor.feed(sensor.decoder(interface, 1), Batch(data, meta))
+    sensor.finish()
+    writer.close()
+    stations = sorted((e.interface, e.ip) for e in sensor.emitted if e.kind == "new_station")
+    assert stations == [("eth1", "10.0.0.1"), ("eth2", "10.0.0.1")]
+    assert {b.interface for b in sensor.tracker.bindings()} == {"eth1", "eth2"}
+    assert all(b.last_seen == 1_700_000_049 for b in sensor.tracker.bindings())
