@@ -220,15 +220,17 @@ class FastPath:
         if spa == tpa and (tha in _ANY_MAC or tha == sha):
             return None
         if claim.is_request:
-            return Steady(claim.key, dom, claim.stats, ask_key(dom, tpa, sha), tpa, True,
-                          claim.key, ask_key(dom, tpa), tha)
+            anyone = ask_key(dom, tpa)  # ask_key(dom, tpa, sha) is this + sha
+            return Steady(claim.key, dom, claim.stats, anyone + sha, tpa, True, claim.key,
+                          anyone, tha)
         if tpa == 0 or tha in _ANY_MAC:
             return None
         depends = dom << 32 | tpa
         if tpa != spa and not tha[0] & 1 and not self.tracker.answers_owner(depends, tha):
             return None
-        return Steady(claim.key, dom, claim.stats, ask_key(dom, spa, tha), tpa, False,
-                      depends, ask_key(dom, spa), tha)
+        anyone = ask_key(dom, spa)
+        return Steady(claim.key, dom, claim.stats, anyone + tha, tpa, False, depends, anyone,
+                      tha)
 
     def _remember(self, interface: str, frame: bytes, steady: Steady) -> None:
         if self._size >= MAX_MEMOS:

@@ -133,7 +133,8 @@ _ASK = struct.Struct("!IIc")
 
 
 def ask_key(dom: int, ip: int, asker: bytes = b"", announced: bool = False) -> bytes:
-    """Key of the request memory: who asked for which address (bytes: their hash is cached)."""
+    """Key of the request memory: who asked for which address (bytes: their hash is cached).
+    `ask_key(dom, ip, asker)` is `ask_key(dom, ip) + asker` (the fast path builds both so)."""
     return _ASK.pack(dom, ip, b"A" if announced else b"Q") + asker
 
 

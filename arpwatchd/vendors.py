@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -23,8 +24,9 @@ _FILES = ("oui36.csv", "iab.csv", "mam.csv", "oui.csv")
 _REGISTRIES = {9: (b"MA-S", b"IAB"), 7: (b"MA-M",), 6: (b"MA-L",)}
 """The registries of each prefix length; each file of `_FILES` holds one, in that order."""
 SCANS_BEFORE_LOAD = 64
-"""Prefixes looked up by searching the raw files before the whole table is parsed: a LAN has
-a few dozen vendors, and parsing 46,000 rows costs 55 ms of every start."""
+"""OUIs looked up by searching the raw files before the whole table is parsed: a LAN has a
+few dozen vendors, and parsing 46,000 rows costs 55 ms of every start."""
+_DIVIDED = re.compile(rb"\n(?:MA-M|MA-S|IAB),([0-9A-F]{6})")
 
 
 class Vendors:
@@ -32,7 +34,9 @@ class Vendors:
         self._directory = directory
         self._by_prefix: dict[str, str] | None = None
         self._raw: dict[bytes, bytes] | None = None
+        self._divided: set[bytes] = set()
         self._scanned: dict[str, str | None] = {}
+        self._ouis: set[str] = set()
 
     def _load(self) -> dict[str, str]:
         table: dict[str, str] = {}
@@ -56,10 +60,8 @@ class Vendors:
             self._raw = None
         return self._by_prefix
 
-    def _scan(self, prefix: str) -> str | None:
-        """What `_table().get(prefix)` gives, found by searching each registry's file."""
-        if prefix in self._scanned:
-            return self._scanned[prefix]
+    def _files(self) -> dict[bytes, bytes]:
+        """Each registry's file, by registry name, read once."""
         if self._raw is None:
             self._raw = {}
             for file in _FILES:
@@ -67,17 +69,35 @@ class Vendors:
                     data = b"\n" + (self._directory / file).read_bytes()
                     first = data.find(b"\n", 1) + 1  # the first row after the header
                     self._raw[data[first : data.find(b",", first)]] = data
-        vendor: str | None = None
+            blocks = b"".join(data for name, data in self._raw.items() if name != b"MA-L")
+            self._divided = set(_DIVIDED.findall(blocks))
+        return self._raw
+
+    def _scan(self, digits: str) -> str | None:
+        """What the parsed table gives for a MAC's 12 hex digits, found by searching each
+        registry's file; only OUIs the IEEE divided into MA-M, MA-S or IAB blocks are
+        searched for those."""
+        oui = digits[:6]
+        files = self._files()
+        lengths = (9, 7, 6) if oui.encode() in self._divided else (6,)
+        for length in lengths:
+            prefix = digits[:length]
+            if prefix not in self._scanned:
+                self._scanned[prefix] = self._find(files, prefix)
+            if self._scanned[prefix] is not None:
+                return self._scanned[prefix]
+        return None
+
+    @staticmethod
+    def _find(files: dict[bytes, bytes], prefix: str) -> str | None:
         for registry in _REGISTRIES[len(prefix)]:
-            data = self._raw.get(registry, b"")
+            data = files.get(registry, b"")
             at = data.find(b"\n" + registry + b"," + prefix.encode() + b",")
             if at >= 0:
                 text = data[at + 1 : at + 4096].decode("utf-8", "replace")
                 row = next(csv.reader(io.StringIO(text)))
-                vendor = row[2].strip() if len(row) >= 3 else None
-                break
-        self._scanned[prefix] = vendor
-        return vendor
+                return row[2].strip() if len(row) >= 3 else None
+        return None
 
     def lookup(self, mac: str | None) -> str | None:
         """Vendor of a MAC in aa:bb:cc:dd:ee:ff form, or None."""
@@ -95,12 +115,9 @@ class Vendors:
             return f"{router.value.upper()} virtual router"
         if first & 0x02:
             return None
-        if self._by_prefix is None and len(self._scanned) < SCANS_BEFORE_LOAD:
-            for length in (9, 7, 6):
-                name = self._scan(digits[:length])
-                if name is not None:
-                    return name
-            return None
+        if self._by_prefix is None and len(self._ouis) < SCANS_BEFORE_LOAD:
+            self._ouis.add(digits[:6])
+            return self._scan(digits)
         table = self._table()
         for length in (9, 7, 6):
             name = table.get(digits[:length])

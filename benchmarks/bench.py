@@ -126,11 +126,12 @@ class UnderTest:
 def arpwatchd_under_test(override: str | None, snapshot: str | None) -> Iterator[UnderTest]:
     """The working tree's arpwatchd, or with `snapshot` a git revision of it.
 
-    A snapshot (`git archive REV arpwatchd` into a temp folder) keeps the measured code still
-    while others edit the tree. It runs as `python -S -m arpwatchd` with PYTHONPATH = the
-    snapshot, then the venv's site-packages: -S skips the venv's .pth files, whose editable
-    finder would otherwise import the working tree's package instead, and -P keeps the
-    current folder (the repository, for a command run from it) off sys.path.
+    A snapshot (`git archive REV arpwatchd` into a temp folder, byte-compiled like an
+    installed package) keeps the measured code still while others edit the tree. It runs as
+    `python -S -m arpwatchd` with PYTHONPATH = the snapshot, then the venv's site-packages:
+    -S skips the venv's .pth files, whose editable finder would otherwise import the working
+    tree's package instead, and -P keeps the current folder (the repository, for a command
+    run from it) off sys.path.
     """
     command = arpwatchd_command(override)
     if snapshot is None:
@@ -143,6 +144,10 @@ def arpwatchd_under_test(override: str | None, snapshot: str | None) -> Iterator
         archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "arpwatchd"],
                                  capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        # compiled once, as `pip install` does: otherwise every run (PYTHONDONTWRITEBYTECODE
+        # is set on some machines) pays ~50 ms compiling the package's sources
+        subprocess.run([python, "-m", "compileall", "-q", str(Path(tmp) / "arpwatchd")],
+                       check=True)
         site = subprocess.run([python, "-c", "import sysconfig; "
                                "print(sysconfig.get_paths()['purelib'])"],
                               capture_output=True, text=True, check=True).stdout.strip()

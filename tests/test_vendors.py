@@ -39,3 +39,14 @@ def test_many_vendors_switch_to_the_parsed_table() -> None:
     assert all(names)
     assert vendors.lookup("00:1c:7f:00:00:01") == "Check Point Software Technologies"
     assert vendors.lookup("02:00:00:00:00:01") is None  # locally administered: no vendor
+
+
+def test_a_lan_of_few_vendors_never_parses_the_table() -> None:
+    """Thousands of hosts from a handful of vendors (and of divided blocks) cost searches of
+    the files for a few prefixes, not the 46,000-row parse."""
+    vendors = Vendors()
+    ouis = ["00:1c:7f", "3c:fa:43", "70:b3:d5", "8c:1f:64", "00:50:c2"]
+    for i in range(2000):
+        vendors.lookup(f"{ouis[i % len(ouis)]}:{i >> 8 & 255:02x}:{i & 255:02x}:01")
+    assert vendors._by_prefix is None
+    assert vendors.lookup("70:b3:d5:f2:f0:01") == Vendors()._table()["70B3D5F2F"]
