@@ -77,7 +77,7 @@ class FastPath:
         self._claims: dict[str, dict[bytes, Steady]] = {}
         """Per interface: a steady frame of each claim (Ethernet bytes 6-31: source, ARP
         header, sender MAC and IP), for frames that repeat a claim to a new target."""
-        self._by_key: dict[int, list[tuple[str, bytes]]] = {}
+        self._by_key: dict[int, list[bytes]] = {}
         self._size = 0
         self._version = tracker.version
         self._pending: dict[int, Pending] = {}
@@ -191,7 +191,7 @@ class FastPath:
                 if claims_get is not None and (at := _arp_at(frame)):
                     claim_bytes = frame[6 : at + 18]
                     claims[claim_bytes] = tracker.steady
-                    self._by_key[tracker.steady.key].append((interface, claim_bytes))
+                    self._by_key[tracker.steady.key].append(claim_bytes)
             if tracker.version != self._version:
                 self._invalidate()
             horizon = self._horizon()
@@ -237,9 +237,13 @@ class FastPath:
             self._forget_all()
         self._size += 1
         self._memos[interface][frame] = steady
-        self._by_key.setdefault(steady.key, []).append((interface, frame))
+        by_key = self._by_key
+        if (frames := by_key.get(steady.key)) is None:
+            by_key[steady.key] = [frame]
+        else:
+            frames.append(frame)
         if steady.depends != steady.key:
-            self._by_key.setdefault(steady.depends, []).append((interface, frame))
+            by_key.setdefault(steady.depends, []).append(frame)
 
     def _invalidate(self) -> None:
         """Forgets the frames and claims whose bindings changed since the last look."""
@@ -250,11 +254,12 @@ class FastPath:
         if changed is None:
             self._forget_all()
             return
-        memos, claims, by_key = self._memos, self._claims, self._by_key
+        tables = (*self._memos.values(), *self._claims.values())  # one per interface
+        by_key = self._by_key
         for key in changed:
-            for interface, raw in by_key.pop(key, ()):
-                memos[interface].pop(raw, None)
-                claims[interface].pop(raw, None)
+            for raw in by_key.pop(key, ()):
+                for table in tables:
+                    table.pop(raw, None)
 
     def _forget_all(self) -> None:
         for table in (*self._memos.values(), *self._claims.values()):

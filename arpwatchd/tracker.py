@@ -76,6 +76,8 @@ class Tracker:
         self._heap: list[tuple[float, int]] = []
         self._next_deadline = INF
         self._asked = Recent(policy.max_pending)
+        self.note_asked = self._asked.note
+        """Records a request (`ask_key`) seen at a time, as `observe` does."""
         self._replied: dict[int, tuple[bytes, bytes, float]] = {}
         self._probes = Recent(policy.max_pending)
         self._reported = Recent(policy.max_pending)
@@ -191,10 +193,6 @@ class Tracker:
             return True
         interface, vlan = self._domains[key >> 32]
         return self.policy.same_group(interface, vlan, key & 0xFFFFFFFF, b.mac, mac)
-
-    def note_asked(self, key: bytes, ts: float) -> None:
-        """Records a request (`ask_key`) seen at `ts`, as `observe` does."""
-        self._asked.note(key, ts)
 
     @property
     def asked_times(self) -> dict[Hashable, float]:
