@@ -38,6 +38,8 @@ from arpwatchd.tracker import Steady, Tracker
 DEFER = 300.0
 """Packet-time seconds between bulk refreshes (bounds how stale last_seen can be in the store)."""
 MAX_MEMOS = 200_000
+HIT_WINDOW = 4096
+"""Frames over which the share of hits is judged (see `FastPath._remember_new`)."""
 _FIRST = attrgetter("first")
 _ANY_MAC = (ZERO_MAC, BROADCAST_MAC)
 
@@ -85,6 +87,9 @@ class FastPath:
         self.request_hits = 0
         self.reply_hits = 0
         self.claimed = 0
+        self._frames = self._hits = 0
+        self._remember_new = True
+        """Whether new stations' first frames are remembered (not while frames rarely hit)."""
         """First sightings handled by their known claim (`_claimed`), among the hits."""
         self.enabled = True
         """False sends every frame down the slow path (to compare the two)."""
@@ -186,7 +191,11 @@ class FastPath:
                     continue
             if pending and ts >= horizon:
                 self.flush(events)
-            if slow(ts, frame) and tracker.steady is not None:
+            if (
+                slow(ts, frame)
+                and tracker.steady is not None
+                and (self._remember_new or not tracker.steady_created)
+            ):
                 self._remember(interface, frame, tracker.steady)
                 if claims_get is not None and (at := _arp_at(frame)):
                     claim_bytes = frame[6 : at + 18]
@@ -199,6 +208,12 @@ class FastPath:
                 self._flushed_at = ts
         self.request_hits += requests
         self.reply_hits += replies
+        self._frames += len(batch)
+        self._hits += requests + replies
+        if self._frames >= HIT_WINDOW:
+            # a flood of new stations never repeats: remembering each one only costs memory
+            self._remember_new = self._hits * 8 >= self._frames
+            self._frames = self._hits = 0
 
     def _claimed(self, frame: bytes, at: int, claim: Steady) -> Steady | None:
         """The `Steady` the tracker would give `frame`, a first sighting of a known steady

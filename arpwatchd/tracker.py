@@ -96,7 +96,10 @@ class Tracker:
         self.restructured: set[int] | None = set()
         """Keys changed since the fast path last looked; None means anything may have."""
         self.steady: Steady | None = None
-        """Set by `observe` when the frame only refreshed its sender's own settled claim."""
+        """Set by `observe` when an identical frame would only refresh its sender's own
+        settled claim: this frame refreshed it, or created it (`steady_created`)."""
+        self.steady_created = False
+        self._created = False
         self._senders_evicted = 0
 
     # ----------------------------------------------------------------- public API
@@ -136,6 +139,8 @@ class Tracker:
             if kind is ArpKind.PROBE:
                 self._probe(frame, dom, ts, events)
                 return events
+        quiet = not events  # no alarm, nothing expired
+        self._created = False
         refreshed = self._claim(frame, dom, ts, solicited, events)
         stable = True
         if kind is ArpKind.REPLY:
@@ -143,8 +148,11 @@ class Tracker:
         if self._senders.evicted != self._senders_evicted:
             self._senders_evicted = self._senders.evicted
             self._restructured(None)
-        if refreshed and stable and solicited and not events and not frame.ethernet_mismatch:
+        # a new station's own report aside, nothing else may have happened
+        quiet = quiet and len(events) == int(self._created)
+        if refreshed and stable and solicited and quiet and not frame.ethernet_mismatch:
             self._note_steady(frame, dom, kind)
+            self.steady_created = self._created
         return events
 
     def _note_steady(self, frame: ArpFrame, dom: int, kind: ArpKind) -> None:
@@ -303,6 +311,7 @@ class Tracker:
             self._claim_unsettled(frame, dom, key, b, u, ts, events)
         elif b is None:
             self._new_binding(frame, dom, key, ts, events)
+            return self._created
         elif b.mac == sha or glbp_pair(b.mac, sha):
             if ts - b.last_seen >= self.policy.inactive_after:
                 events.append(self._event(ts, EventKind.NEW_ACTIVITY, dom, frame.spa, b.mac,
@@ -334,6 +343,7 @@ class Tracker:
             events.append(self._event(ts, EventKind.BOGON, dom, ip, sha))
         else:
             events.append(self._event(ts, EventKind.NEW_STATION, dom, ip, sha))
+        self._created = True  # settled at once: the same frame again would only refresh it
 
     def _takeover(
         self,
