@@ -7,7 +7,8 @@ then runs on the same files, several times each (the median is reported):
   SQLite state store (a fresh temp file per run) and the default config;
 * Debian's `arpwatch -Q -N -f TMP/arp.dat -r FILE` under `unshare -n` (no mail, no bogon
   reports, and its per-report reverse-DNS look-ups fail at once in an empty network namespace);
-* `tcpdump -r FILE -w /dev/null arp` -- libpcap reading and filtering, no work: the floor.
+* `tcpdump -r FILE -w /dev/null FILTER` with arpwatchd's own BPF filter -- libpcap reading
+  and filtering, no work: the floor.
 
 Whole-process wall time (start-up included) and peak RSS (GNU time's %M, the process's own
 peak) per run; frames/s counts every frame in the file (for the mirror mix, the 98 % that the BPF
@@ -154,6 +155,13 @@ def arpwatchd_under_test(override: str | None, snapshot: str | None) -> Iterator
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([tmp, site])}
         yield UnderTest([python, "-S", "-P", "-m", "arpwatchd"], env, Path(tmp) / "arpwatchd",
                         f"snapshot of git {rev}")
+
+
+def capture_filter(sources: Path) -> str:
+    """The BPF filter the measured arpwatchd gives libpcap (`ARP_FILTER` in its capture.py),
+    so tcpdump filters exactly as it does."""
+    found = re.search(r'^ARP_FILTER = "([^"]+)"', (sources / "capture.py").read_text(), re.M)
+    return found.group(1) if found else "arp"
 
 
 def python_of(arpwatchd: list[str]) -> str:
@@ -327,6 +335,7 @@ def count_lines(path: Path) -> int | None:
 class Bench:
     def __init__(self, under: UnderTest, tmp: Path, timeout: float) -> None:
         self.arpwatchd = under.command
+        self.bpf = capture_filter(under.sources)
         self.env = under.env
         self.tmp = tmp
         self.timeout = timeout
@@ -351,7 +360,7 @@ class Bench:
             cmd = ["unshare", "-n", DEBIAN_PACKAGES["arpwatch"], "-Q", "-N", "-f", str(dat),
                    "-r", str(path.resolve())]
         else:
-            cmd = [DEBIAN_PACKAGES["tcpdump"], "-r", str(path), "-w", "/dev/null", "arp"]
+            cmd = [DEBIAN_PACKAGES["tcpdump"], "-r", str(path), "-w", "/dev/null", self.bpf]
         timed = Timed(cmd, work, self.timeout, sample_rss, env=self.env)
         wall, status, rss = timed.wait()
         run = Run(tool, capture, wall, rss, status, timed_out=timed.killed.is_set(),
