@@ -104,7 +104,7 @@ class FastPath:
     ) -> None:
         """Feeds a batch; `slow(ts, frame)` handles a frame the fast path cannot, returning
         True when the tracker marked it steady (it is then remembered). With `ethernet`
-        (untagged Ethernet layout), a first sighting that repeats a known steady claim to a
+        (the Ethernet link type), a first sighting that repeats a known steady claim to a
         new target is handled here too, without dpkt (`_claimed`)."""
         if not self.enabled:
             for ts, frame in batch.frames():
