@@ -42,6 +42,18 @@ HIT_WINDOW = 4096
 """Frames over which the share of hits is judged (see `FastPath._remember_new`)."""
 _FIRST = attrgetter("first")
 _ANY_MAC = (ZERO_MAC, BROADCAST_MAC)
+_REQUEST = b"\x00\x01"
+_REPLY = b"\x00\x02"
+_OPCODES = (_REQUEST, _REPLY)
+
+
+def _other_opcode(claim: bytes, at: int) -> bytes:
+    """The claim bytes of the same sender's replies for its requests' and back (`claim` is
+    frame bytes 6 to the ARP body's 18th, so the opcode sits at `at`). The sender, its MAC
+    and IP are what a claim vouches for (`Tracker._note_steady` gives both opcodes the same
+    binding and per-MAC statistics); the opcode only says which rules the frame meets."""
+    other = _REPLY if claim[at : at + 2] == _REQUEST else _REQUEST
+    return claim[:at] + other + claim[at + 2 :]
 
 
 def _arp_at(frame: bytes) -> int:
@@ -131,9 +143,11 @@ class FastPath:
             ts = sec + usec * 1e-6
             s = memo_get(frame)
             fresh = False
-            if s is None and claims_get is not None:
-                at = _arp_at(frame)
-                claim = claims_get(frame[6 : at + 18]) if at else None
+            if s is None and claims_get is not None and (at := _arp_at(frame)):
+                claim_bytes = frame[6 : at + 18]
+                claim = claims_get(claim_bytes)
+                if claim is None:  # the same sender's claim with the other opcode will do
+                    claim = claims_get(_other_opcode(claim_bytes, at))
                 if claim is not None:
                     s = self._claimed(frame, at, claim)
                     fresh = True
@@ -179,6 +193,9 @@ class FastPath:
                 if s is not None:  # a repeat: its refresh waits for the next flush
                     if fresh:
                         self._remember(interface, frame, s)
+                        if claim_bytes not in claims:
+                            claims[claim_bytes] = s
+                            self._by_key[s.key].append(claim_bytes)
                         self.claimed += 1
                     waiting = pending_get(s.key)
                     if waiting is None:
@@ -217,7 +234,7 @@ class FastPath:
 
     def _claimed(self, frame: bytes, at: int, claim: Steady) -> Steady | None:
         """The `Steady` the tracker would give `frame`, a first sighting of a known steady
-        claim (same sender, MAC, IP, opcode and VLAN tag) to another target, when that is
+        claim (same sender, MAC, IP and VLAN tag, either opcode) to another target, when that is
         certain without decoding it; None sends it down the slow path.
 
         The sender's half was decoded and judged when `claim` was; only the target's half is
@@ -232,9 +249,10 @@ class FastPath:
         dom = claim.dom
         spa = claim.key & 0xFFFFFFFF
         sha = frame[at + 8 : at + 14]
-        if spa == tpa and (tha in _ANY_MAC or tha == sha):
+        op = frame[at + 6 : at + 8]
+        if op not in _OPCODES or (spa == tpa and (tha in _ANY_MAC or tha == sha)):
             return None
-        if claim.is_request:
+        if op == _REQUEST:
             anyone = ask_key(dom, tpa)  # ask_key(dom, tpa, sha) is this + sha
             return Steady(claim.key, dom, claim.stats, anyone + sha, tpa, True, claim.key,
                           anyone, tha)
