@@ -306,12 +306,18 @@ def duplicate_ip(cap: Capture) -> None:
     lan.every(160.0, 290.0, 40.0, lambda t: lan.resolve(t, clone, GW, unicast=True))
     # Clients' entries now flip between the two; they re-resolve by broadcast every 20 s
     # and both hosts answer. The clone is shut down at 290.
-    for n, t in enumerate(range(131, 480, 20)):
+    both_answer(lan, range(131, 480, 20), server, clone, until=290)
+
+
+def both_answer(lan: Link, times: range, owner: Station, other: Station, until: int) -> None:
+    """H22 and H23 take turns asking for `owner`'s address by broadcast at `times`; the owner
+    answers every time, `other` (claiming the same address) too, before `until`."""
+    for n, t in enumerate(times):
         client = (H22, H23)[n % 2]
-        lan.request(float(t), client, server.ip)
-        lan.reply(t + 0.0002, server, client)
-        if t < 290:
-            lan.reply(t + 0.0005, clone, client)
+        lan.request(float(t), client, owner.ip)
+        lan.reply(t + 0.0002, owner, client)
+        if t < until:
+            lan.reply(t + 0.0005, other, client)
 
 
 def announcement_answered(cap: Capture) -> None:
@@ -334,12 +340,7 @@ def announcement_answered(cap: Capture) -> None:
         lan.resolve(t, newvm, GW, unicast=True)
     lan.resolve(165.0, H23, newvm, unicast=True)  # H23's cache followed the announcement
     # Clients re-resolve by broadcast every 20 s; both answer until the VM is stopped at 225.
-    for n, t in enumerate(range(160, 360, 20)):
-        client = (H22, H23)[n % 2]
-        lan.request(float(t), client, nas.ip)
-        lan.reply(t + 0.0002, nas, client)
-        if t < 225:
-            lan.reply(t + 0.0005, newvm, client)
+    both_answer(lan, range(160, 360, 20), nas, newvm, until=225)
 
 
 def owner_defended(cap: Capture) -> None:
