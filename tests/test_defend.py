@@ -102,12 +102,18 @@ def test_defense_failed_once_when_intruder_outlasts_defend_max() -> None:
     assert len(failed) == 1 and failed[0].previous_mac == EVIL and failed[0].count == 2
 
 
-def test_global_rate_cap() -> None:
+def spoofed_all(count: int, rate: float) -> Defender:
+    """A defender of 10.0.1.1..count capped at `rate` frames/s, every address just spoofed."""
     owned = tuple(OwnedAddress(parse_ip(f"10.0.1.{i}"), parse_mac(OWNER), "eth0")
-                  for i in range(1, 51))
-    d = Defender(DefensePolicy(addresses=owned, rate=5.0), {})
-    for i in range(1, 51):
+                  for i in range(1, count + 1))
+    d = Defender(DefensePolicy(addresses=owned, rate=rate), {})
+    for i in range(1, count + 1):
         d.observe(garp(EVIL, f"10.0.1.{i}"), T0)
+    return d
+
+
+def test_global_rate_cap() -> None:
+    d = spoofed_all(50, rate=5.0)
     assert len(d.due(T0 + 2)) == 5
     assert len(d.due(T0 + 2.2)) == 1
 
@@ -131,11 +137,7 @@ def test_config_rejects_bad_defense_entries() -> None:
 
 
 def test_next_due_waits_for_a_token_when_the_rate_cap_holds_frames_back() -> None:
-    owned = tuple(OwnedAddress(parse_ip(f"10.0.1.{i}"), parse_mac(OWNER), "eth0")
-                  for i in range(1, 4))
-    d = Defender(DefensePolicy(addresses=owned, rate=1.0), {})
-    for i in range(1, 4):
-        d.observe(garp(EVIL, f"10.0.1.{i}"), T0)
+    d = spoofed_all(3, rate=1.0)
     assert len(d.due(T0)) == 1
     due = d.next_due()
     assert due is not None and due >= T0 + 1.0 - 1e-9
