@@ -7,6 +7,7 @@ because they are hashed millions of times; they become text only when an event i
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import struct
 from enum import StrEnum
@@ -66,6 +67,36 @@ def ip_text(ip: int) -> str:
 def parse_ip(text: str) -> int:
     """Raises ValueError for anything that is not a dotted IPv4 address."""
     return int(ipaddress.IPv4Address(text.strip()))
+
+
+def parse_network(text: str) -> tuple[int, int]:
+    """An address or a network (10.0.0.5, 10.0.0.0/24) as (network, netmask).
+
+    Raises:
+        ValueError: not IPv4.
+    """
+    try:
+        net = ipaddress.IPv4Network(text.strip(), strict=False)
+    except ValueError:
+        raise ValueError(f"not an IPv4 network: {text!r}") from None
+    return int(net.network_address), int(net.netmask)
+
+
+def parse_mac_prefix(text: str) -> str:
+    """A MAC or its leading octets, any usual spelling, to lower-case colon form.
+
+    Raises:
+        ValueError: not a MAC or a prefix of whole octets.
+    """
+    cleaned = text.strip().lower()
+    if re.fullmatch(r"[0-9a-f]{4}(\.[0-9a-f]{4}){0,2}", cleaned):  # Cisco 0011.2233.4455
+        cleaned = cleaned.replace(".", "")
+        parts = [cleaned[i:i + 2] for i in range(0, len(cleaned), 2)]
+    else:
+        parts = re.split(r"[:-]", cleaned)
+    if not 1 <= len(parts) <= 6 or not all(re.fullmatch(r"[0-9a-f]{1,2}", p) for p in parts):
+        raise ValueError(f"not a MAC address or prefix: {text!r}")
+    return ":".join(p.zfill(2) for p in parts)
 
 
 def is_multicast_mac(mac: bytes) -> bool:

@@ -7,7 +7,6 @@ durations accept plain seconds or 30s / 5m / 2h / 180d.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from collections.abc import Callable
@@ -18,7 +17,14 @@ from typing import Any, TypeVar
 
 import yaml
 
-from arpwatchd.addresses import ip_text, mac_text, parse_ip, parse_mac
+from arpwatchd.addresses import (
+    ip_text,
+    mac_text,
+    parse_ip,
+    parse_mac,
+    parse_mac_prefix,
+    parse_network,
+)
 from arpwatchd.defend import DefensePolicy, OwnedAddress
 from arpwatchd.events import EventKind
 from arpwatchd.hooks import HookConfig
@@ -279,14 +285,6 @@ def _event_kind(text: str) -> EventKind:
         raise ValueError(f"unknown event {text!r} (known: {known})") from None
 
 
-def _mac_prefix(text: str) -> str:
-    """A whole MAC or a prefix of whole octets, normalised to lower-case colon form."""
-    parts = re.split(r"[:-]", text.strip().lower())
-    if not 1 <= len(parts) <= 6 or not all(re.fullmatch(r"[0-9a-f]{1,2}", p) for p in parts):
-        raise ValueError(f"not a MAC address or prefix: {text!r}")
-    return ":".join(p.zfill(2) for p in parts)
-
-
 def _timestamp(text: str) -> float:
     try:
         moment = datetime.fromisoformat(text.strip())
@@ -296,14 +294,6 @@ def _timestamp(text: str) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
-
-
-def _prefix(text: str) -> tuple[int, int]:
-    try:
-        net = ipaddress.IPv4Network(text.strip(), strict=False)
-    except ValueError:
-        raise ValueError(f"not an IPv4 network: {text!r}") from None
-    return int(net.network_address), int(net.netmask)
 
 
 def _ip(text: str) -> int:
@@ -397,7 +387,7 @@ class _Reader:
         fields = node.mapping({"interface", "vlan", "prefixes"})
         if "prefixes" not in fields:
             raise node.fail("a network needs 'prefixes'")
-        prefixes = tuple(p.convert(_prefix) for p in fields["prefixes"].sequence())
+        prefixes = tuple(p.convert(parse_network) for p in fields["prefixes"].sequence())
         return NetworkRule(self.where(fields), prefixes)
 
     def group(self, node: _Node, index: int) -> FailoverGroup:
@@ -485,9 +475,9 @@ class _Reader:
         return SuppressRule(
             events=frozenset(e.convert(_event_kind) for e in fields["events"].sequence())
             if "events" in fields else frozenset(),
-            networks=tuple(n.convert(_prefix) for n in fields["networks"].sequence())
+            networks=tuple(n.convert(parse_network) for n in fields["networks"].sequence())
             if "networks" in fields else (),
-            macs=tuple(m.convert(_mac_prefix) for m in fields["macs"].sequence())
+            macs=tuple(m.convert(parse_mac_prefix) for m in fields["macs"].sequence())
             if "macs" in fields else (),
             vlans=frozenset(v.convert(_vlan) for v in fields["vlans"].sequence())
             if "vlans" in fields else frozenset(),

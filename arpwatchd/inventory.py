@@ -8,9 +8,7 @@ RFC 3339 times like the events.
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,36 +43,6 @@ class BindingFilter:
         if self.vlan is not None and (b.vlan or 0) != self.vlan:
             return False
         return self.interface is None or b.interface == self.interface
-
-
-def parse_network(text: str) -> tuple[int, int]:
-    """An address or a network (10.0.0.5, 10.0.0.0/24) as (network, netmask).
-
-    Raises:
-        ValueError: not IPv4.
-    """
-    try:
-        net = ipaddress.IPv4Network(text.strip(), strict=False)
-    except ValueError:
-        raise ValueError(f"not an IPv4 address or network: {text!r}") from None
-    return int(net.network_address), int(net.netmask)
-
-
-def parse_mac_prefix(text: str) -> str:
-    """A MAC or its leading octets, any usual spelling, to lower-case colon form.
-
-    Raises:
-        ValueError: not a MAC or a prefix of whole octets.
-    """
-    cleaned = text.strip().lower()
-    if re.fullmatch(r"[0-9a-f]{4}(\.[0-9a-f]{4}){0,2}", cleaned):  # Cisco 0011.2233.4455
-        cleaned = cleaned.replace(".", "")
-        parts = [cleaned[i:i + 2] for i in range(0, len(cleaned), 2)]
-    else:
-        parts = re.split(r"[:-]", cleaned)
-    if not 1 <= len(parts) <= 6 or not all(re.fullmatch(r"[0-9a-f]{1,2}", p) for p in parts):
-        raise ValueError(f"not a MAC address or prefix: {text!r}")
-    return ":".join(p.zfill(2) for p in parts)
 
 
 def select(bindings: Iterable[BindingRecord], where: BindingFilter) -> list[BindingRecord]:

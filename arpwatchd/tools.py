@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import TextIO, TypeVar
 
 from arpwatchd import arpdat, inventory
-from arpwatchd.addresses import ip_text, mac_text, parse_ip, parse_mac
+from arpwatchd.addresses import (
+    ip_text,
+    mac_text,
+    parse_ip,
+    parse_mac,
+    parse_mac_prefix,
+    parse_network,
+)
 from arpwatchd.config import Config, load_config
 from arpwatchd.store import Store, StoreError
 from arpwatchd.vendors import Vendors
@@ -88,9 +95,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "bindings", help="list the current IP-to-MAC table",
         description="List the stored bindings (a running sensor's store is read safely), "
                     "sorted by interface, VLAN and address.")
-    bind.add_argument("--ip", type=_argtype(inventory.parse_network), metavar="NET",
+    bind.add_argument("--ip", type=_argtype(parse_network), metavar="NET",
                       help="an address or network (10.0.0.5, 10.0.0.0/24)")
-    bind.add_argument("--mac", type=_argtype(inventory.parse_mac_prefix),
+    bind.add_argument("--mac", type=_argtype(parse_mac_prefix),
                       metavar="MAC_OR_PREFIX", help="a MAC or its leading octets (00:1c:7f)")
     bind.add_argument("--vlan", type=_argtype(_vlan), metavar="N",
                       help="a VLAN id, or 'untagged'")

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from arpwatchd import inventory
-from arpwatchd.addresses import parse_ip, parse_mac
+from arpwatchd.addresses import parse_ip, parse_mac, parse_mac_prefix, parse_network
 from arpwatchd.cli import main
 from arpwatchd.events import Event, EventKind
 from arpwatchd.frames import announcement, write_pcap
@@ -217,14 +217,13 @@ def test_commands_against_a_running_sensor(tmp_path: Path) -> None:
 
 
 def test_pure_helpers() -> None:
-    assert inventory.parse_network("10.0.0.77/24") == (parse_ip("10.0.0.0"),
-                                                      parse_ip("255.255.255.0"))
-    assert inventory.parse_mac_prefix("0:1B:21") == "00:1b:21"
+    assert parse_network("10.0.0.77/24") == (parse_ip("10.0.0.0"), parse_ip("255.255.255.0"))
+    assert parse_mac_prefix("0:1B:21") == "00:1b:21"
     for bad in ("10.0.0", "1.2.3.4/33"):
         with pytest.raises(ValueError, match="not an IPv4"):
-            inventory.parse_network(bad)
+            parse_network(bad)
     for bad in ("00:1c:7f:00:00:00:01", "xyz", "001"):
         with pytest.raises(ValueError, match="not a MAC"):
-            inventory.parse_mac_prefix(bad)
+            parse_mac_prefix(bad)
     assert inventory.with_vendor('{"mac": "00:1c:7f:00:00:01"}', lambda m: "V") == \
         {"mac": "00:1c:7f:00:00:01", "vendor": "V"}
