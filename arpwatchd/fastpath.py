@@ -32,7 +32,6 @@ from arpwatchd.addresses import BROADCAST_MAC, ZERO_MAC
 from arpwatchd.batch import META, Batch
 from arpwatchd.decode import ArpFrame, ArpKind
 from arpwatchd.events import Event
-from arpwatchd.state import ask_key
 from arpwatchd.tracker import Steady, Tracker
 
 DEFER = 300.0
@@ -253,17 +252,12 @@ class FastPath:
         if op not in _OPCODES or (spa == tpa and (tha in _ANY_MAC or tha == sha)):
             return None
         if op == _REQUEST:
-            anyone = ask_key(dom, tpa)  # ask_key(dom, tpa, sha) is this + sha
-            return Steady(claim.key, dom, claim.stats, anyone + sha, tpa, True, claim.key,
-                          anyone, tha)
+            return Steady.request(dom, spa, claim.stats, sha, tha, tpa)
         if tpa == 0 or tha in _ANY_MAC:
             return None
-        depends = dom << 32 | tpa
-        if tpa != spa and not tha[0] & 1 and not self.tracker.answers_owner(depends, tha):
+        if tpa != spa and not tha[0] & 1 and not self.tracker.answers_owner(dom << 32 | tpa, tha):
             return None
-        anyone = ask_key(dom, spa)
-        return Steady(claim.key, dom, claim.stats, anyone + tha, tpa, False, depends, anyone,
-                      tha)
+        return Steady.reply(dom, spa, claim.stats, tha, tpa)
 
     def _remember(self, interface: str, frame: bytes, steady: Steady) -> None:
         if self._size >= MAX_MEMOS:

@@ -48,6 +48,19 @@ class Steady(NamedTuple):
     """Request: `ask_key(dom, tpa)`, "someone asked for tpa"."""
     tha: bytes
 
+    @classmethod
+    def request(cls, dom: int, spa: int, stats: SenderStats, sha: bytes, tha: bytes,
+                tpa: int) -> Steady:
+        key = dom << 32 | spa
+        anyone = ask_key(dom, tpa)
+        return cls(key, dom, stats, anyone + sha, tpa, True, key, anyone, tha)
+
+    @classmethod
+    def reply(cls, dom: int, spa: int, stats: SenderStats, tha: bytes, tpa: int) -> Steady:
+        anyone = ask_key(dom, spa)
+        return cls(dom << 32 | spa, dom, stats, anyone + tha, tpa, False, dom << 32 | tpa,
+                   anyone, tha)
+
 
 class RepeatRecord(Protocol):
     """Repeats of one binding's steady frames (`fastpath.Pending`)."""
@@ -134,7 +147,7 @@ _ASK = struct.Struct("!IIc")
 
 def ask_key(dom: int, ip: int, asker: bytes = b"", announced: bool = False) -> bytes:
     """Key of the request memory: who asked for which address (bytes: their hash is cached).
-    `ask_key(dom, ip, asker)` is `ask_key(dom, ip) + asker` (the fast path builds both so)."""
+    `ask_key(dom, ip, asker)` is `ask_key(dom, ip) + asker` (`Steady` builds both so)."""
     return _ASK.pack(dom, ip, b"A" if announced else b"Q") + asker
 
 

@@ -161,15 +161,11 @@ class Tracker:
             stats = self._senders.peek(sender)
             if stats is None or stats is not self._senders.peek(frame.sha):
                 return
-            key = dom << 32 | frame.spa
-            self.steady = Steady(key, dom, stats, ask_key(dom, frame.tpa, frame.sha), frame.tpa,
-                                 True, key, ask_key(dom, frame.tpa), frame.tha)
+            self.steady = Steady.request(dom, frame.spa, stats, frame.sha, frame.tha, frame.tpa)
         elif kind is ArpKind.REPLY and frame.tha not in (ZERO_MAC, BROADCAST_MAC):
             stats = self._senders.peek(frame.sha)
             if stats is not None:
-                self.steady = Steady(dom << 32 | frame.spa, dom, stats,
-                                     ask_key(dom, frame.spa, frame.tha), frame.tpa, False,
-                                     dom << 32 | frame.tpa, ask_key(dom, frame.spa), frame.tha)
+                self.steady = Steady.reply(dom, frame.spa, stats, frame.tha, frame.tpa)
 
     def tick(self, now: float) -> list[Event]:
         """Advances time on a quiet network (or to +inf at the end of a replay)."""
