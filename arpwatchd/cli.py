@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from arpwatchd import __version__, tools
 from arpwatchd.addresses import parse_mac
 from arpwatchd.capture import CaptureError, default_interface, interface_mac
-from arpwatchd.config import Config, ConfigError, load_config
+from arpwatchd.config import Config, ConfigError, load_config, reloaded_config
 from arpwatchd.daemon import (
     Flags,
     LiveLoop,
@@ -199,8 +199,11 @@ def _run(args: argparse.Namespace) -> int:
         sensor.defender = Defender(config.defense, nic_macs)
     flags = Flags()
     install_signals(flags)
-    loop = LiveLoop(sensor, interfaces, flags, reload=lambda: _reload(args, interfaces, nic_macs),
-                    dry_run=args.dry_run)
+
+    def reload() -> Config | None:
+        return _reload(args, interfaces, nic_macs, sensor.config)
+
+    loop = LiveLoop(sensor, interfaces, flags, reload=reload, dry_run=args.dry_run)
     restored = sensor.restore()
     endpoint = _metrics_endpoint(args, config, default_on=True)
     server = serve_metrics(sensor, *endpoint) if endpoint else None
@@ -247,14 +250,17 @@ def _with_defense(config: Config, interfaces: list[str], nic_macs: dict[str, byt
 
 
 def _reload(
-    args: argparse.Namespace, interfaces: list[str], nic_macs: dict[str, bytes]
+    args: argparse.Namespace, interfaces: list[str], nic_macs: dict[str, bytes], running: Config
 ) -> Config | None:
     try:
         config = _with_defense(_configured(args), interfaces, nic_macs)
     except ConfigError as exc:
         log.error("reload rejected, keeping the running config: %s", exc)
         return None
+    config, later = reloaded_config(running, config)
     log.warning("config reloaded from %s", config.source)
+    if later:
+        log.warning("reload: %s changed, kept as they were until a restart", ", ".join(later))
     return config
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -150,6 +150,35 @@ def default_state_path() -> str:
     if base:
         return str(Path(base) / "arpwatchd" / "state.sqlite")
     return str(Path.cwd() / "state" / "arpwatchd.sqlite")
+
+
+def reloaded_config(running: Config, reloaded: Config) -> tuple[Config, list[str]]:
+    """What a SIGHUP reload can apply: `reloaded` with the settings opened at start (output
+    files, sockets and threads, capture handles, metrics endpoint, state file) kept as they
+    run, and the names of those it changed, so the operator is told instead of left guessing."""
+    kept = replace(
+        reloaded,
+        output=replace(reloaded.output, events=running.output.events,
+                       syslog=running.output.syslog, hook=running.output.hook),
+        capture=running.capture,
+        metrics=running.metrics,
+        state_path=running.state_path,
+        max_events=running.max_events,
+    )
+    changed = [
+        name
+        for name, before, after in (
+            ("output.events", running.output.events, reloaded.output.events),
+            ("output.syslog", running.output.syslog, reloaded.output.syslog),
+            ("output.hook", running.output.hook, reloaded.output.hook),
+            ("capture", running.capture, reloaded.capture),
+            ("metrics", running.metrics, reloaded.metrics),
+            ("state", (running.state_path, running.max_events),
+             (reloaded.state_path, reloaded.max_events)),
+        )
+        if before != after
+    ]
+    return kept, changed
 
 
 def load_config(path: str | None) -> Config:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from arpwatchd.addresses import parse_ip, parse_mac
-from arpwatchd.config import ConfigError, load_config, parse_config
+from arpwatchd.config import ConfigError, load_config, parse_config, reloaded_config
 from arpwatchd.events import Event, EventKind
 from arpwatchd.frames import announcement, write_pcap
 from arpwatchd.store import Store, StoreError
@@ -67,6 +67,20 @@ def test_bad_config_names_key_and_line(text: str, message: str) -> None:
         parse_config(text, source="site.yml")
     assert str(caught.value).startswith("site.yml")
     assert message in str(caught.value)
+
+
+def test_a_reload_applies_the_policy_and_names_what_waits_for_a_restart() -> None:
+    running = parse_config(FULL)
+    edited = parse_config(FULL.replace("hold: 45s", "hold: 20s").replace(
+        "output: {events: /tmp/x.jsonl}",
+        "output: {events: /tmp/y.jsonl, syslog: {address: '127.0.0.1:514'}, events_per_window: 9}",
+    ) + "capture: {buffer_mib: 64}\n")
+    applied, later = reloaded_config(running, edited)
+    assert applied.policy.hold == 20 and applied.output.events_per_window == 9
+    assert applied.output.events == "/tmp/x.jsonl" and applied.output.syslog is None
+    assert applied.capture == running.capture
+    assert later == ["output.events", "output.syslog", "capture"]
+    assert reloaded_config(running, parse_config(FULL))[1] == []
 
 
 def test_check_config_command(tmp_path: Path) -> None:

@@ -118,9 +118,10 @@ def test_sighup_reloads_and_a_bad_config_is_rejected_keeping_the_old(tmp_path: P
         proc.send_signal(signal.SIGHUP)
         wait_for(lambda: "reload rejected" in log.read_text(), 10, "the rejection")
         assert proc.poll() is None
-        config.write_text("hold: 7s\n")
+        config.write_text("hold: 7s\ncapture: {buffer_mib: 64}\n")
         proc.send_signal(signal.SIGHUP)
         wait_for(lambda: "config reloaded" in log.read_text(), 10, "the reload")
+        wait_for(lambda: "capture changed, kept" in log.read_text(), 10, "the restart note")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=5) == 0
     finally:
