@@ -129,6 +129,7 @@ class FastPath:
         solicit = policy.solicit_window
         asked = tracker.asked_times
         note_asked = tracker.note_asked
+        asked_pop = asked.pop
         memo = self._memos.setdefault(interface, {})
         memo_get = memo.get
         claims = self._claims.setdefault(interface, {})
@@ -173,11 +174,16 @@ class FastPath:
                     ):
                         if size <= scan_targets:
                             targets.add(s.target)
-                        if fresh:  # new keys: the bounded table's own rules
+                        # as `Recent.note`: a refreshed request moves to the end of the
+                        # table, so a full table evicts the least recently asked (a key
+                        # evicted meanwhile comes back under the table's own cap)
+                        if asked_pop(s.asked, None) is None:
                             note_asked(s.asked, ts)
-                            note_asked(s.asked_any, ts)
                         else:
                             asked[s.asked] = ts
+                        if asked_pop(s.asked_any, None) is None:
+                            note_asked(s.asked_any, ts)
+                        else:
                             asked[s.asked_any] = ts
                         st.pending += 1
                         requests += 1

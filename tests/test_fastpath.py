@@ -11,9 +11,9 @@ from arpbuild import replay_quietly
 
 from arpwatchd.addresses import ZERO_MAC
 from arpwatchd.batch import META, Batch
-from arpwatchd.config import Config, load_config
+from arpwatchd.config import Config, load_config, parse_config
 from arpwatchd.events import Event
-from arpwatchd.frames import REQUEST, arp_frame
+from arpwatchd.frames import REPLY, REQUEST, arp_frame, write_pcap
 from arpwatchd.output import EventWriter
 from arpwatchd.sensor import Sensor
 from arpwatchd.tracker import BindingRecord
@@ -89,3 +89,32 @@ def test_the_same_frames_on_two_interfaces_are_two_stations() -> None:
     assert stations == [("eth1", "10.0.0.1"), ("eth2", "10.0.0.1")]
     assert {b.interface for b in sensor.tracker.bindings()} == {"eth1", "eth2"}
     assert all(b.last_seen == 1_700_000_049 for b in sensor.tracker.bindings())
+
+
+def test_paths_agree_when_the_request_table_is_full(tmp_path: Path) -> None:
+    """Under a flood the table of recent requests (`limits.max_pending`) evicts its least
+    recently asked entries. A host that keeps asking the same peer must stay in it on the fast
+    path as on the slow one: when the peer's address then moves to a new MAC, that MAC's answer
+    to the host is solicited (a hold, then changed_mac), not an unsolicited takeover."""
+    a, b, new_b = "02:00:00:00:00:0a", "02:00:00:00:00:0b", "02:00:00:00:00:0c"
+    frames: list[tuple[float, bytes]] = []
+    ts = 1_700_000_000.0
+    for cycle in range(12):
+        frames.append((ts, arp_frame(REQUEST, a, "10.0.0.1", ZERO_MAC, "10.0.0.2")))
+        for i in range(12):  # new askers for new targets: 24 new entries in the table
+            n = cycle * 12 + i
+            frames.append((ts + 0.001 * (i + 1), arp_frame(
+                REQUEST, f"02:00:00:01:{n >> 8:02x}:{n & 0xFF:02x}", f"10.9.{n >> 8}.{n & 0xFF}",
+                ZERO_MAC, f"10.8.{n >> 8}.{n & 0xFF}")))
+        answerer = b if cycle < 11 else new_b
+        frames.append((ts + 0.05, arp_frame(REPLY, answerer, "10.0.0.2", a, "10.0.0.1",
+                                            eth_dst=a)))
+        ts += 4.0  # apart from the last answer by more than answer_window (no race)
+    capture = tmp_path / "full-table.pcap"
+    write_pcap(capture, frames)
+    config = parse_config("limits: {max_pending: 64}\n")
+    slow = replay_quietly(capture, config, False)
+    fast = replay_quietly(capture, config, True)
+    assert fast.fastpath.request_hits > 10
+    assert [e.kind for e in slow.emitted if e.ip == "10.0.0.2"] == ["new_station", "changed_mac"]
+    assert fast.emitted == slow.emitted
