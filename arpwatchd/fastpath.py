@@ -14,13 +14,15 @@ target's fixed offsets (`FastPath._claimed`) instead of being decoded again; any
 not certain goes the slow way. Memos are per interface: the same bytes on two interfaces are
 two stations' frames.
 
-Exactness: every deferred write is one that only the slow path reads, so the repeats of the
-bindings a slow frame will read (its sender's and its target's address) are applied before
-it, all of them before a deadline (a hold ending) or an eviction, and all at least every
-`DEFER` seconds of packet time. Anything a repeat could change that the fast path
-cannot prove unchanged (a flood or scan window rolling over or about to alarm, a reply whose
-request is not on record, a state change anywhere: `Tracker.version`) sends it down the slow
-path. Same events as the slow path, frame for frame (tested on every capture we have).
+Exactness: the bounded tables of requests and answers are written at once, as the slow
+path writes them (once one is full, its order decides what is evicted). Binding refreshes are
+deferred: only the slow path reads them, so the repeats of the bindings a slow frame will read
+(its sender's and its target's address) are applied before it, all of them before a
+deadline (a hold ending) or an eviction, and all at least every `DEFER` seconds of packet
+time. Anything a repeat could change that the fast path cannot prove unchanged (a flood or
+scan window rolling over or about to alarm, a reply whose request is not on record, a state
+change anywhere: `Tracker.version`) sends it down the slow path. Same events as the slow
+path, frame for frame (tested on every capture we have).
 """
 
 from __future__ import annotations
@@ -70,16 +72,13 @@ class Pending:
     """The repeats of one binding's steady frames since they were last applied: one record
     per binding, not per frame, so a gateway answering thousands of hosts is applied once."""
 
-    __slots__ = ("dom", "first", "key", "last", "replied_at", "tha")
+    __slots__ = ("dom", "first", "key", "last")
 
     def __init__(self, key: int, dom: int, ts: float) -> None:
         self.key = key
         self.dom = dom
         self.first = ts
         self.last = ts
-        self.tha: bytes | None = None
-        """The target MAC of the latest reply among them (None: only requests)."""
-        self.replied_at = 0.0
 
 
 class FastPath:
@@ -130,6 +129,9 @@ class FastPath:
         asked = tracker.asked_times
         note_asked = tracker.note_asked
         asked_pop = asked.pop
+        answers = tracker.answers
+        answers_pop = answers.pop
+        note_answer = tracker.note_answer
         memo = self._memos.setdefault(interface, {})
         memo_get = memo.get
         claims = self._claims.setdefault(interface, {})
@@ -192,6 +194,12 @@ class FastPath:
                 else:
                     asked_at = asked.get(s.asked)
                     if asked_at is not None and ts - asked_at <= solicit:
+                        # remembered at once, as the slow path does: once the table is full,
+                        # its order decides which answers a racing answer still finds
+                        if answers_pop(s.key, None) is None:
+                            note_answer(s.key, s.sha, s.tha, ts)
+                        else:
+                            answers[s.key] = (s.sha, s.tha, ts)
                         replies += 1
                     else:
                         s = None
@@ -207,9 +215,6 @@ class FastPath:
                         waiting = pending[s.key] = Pending(s.key, s.dom, ts)
                     else:
                         waiting.last = ts
-                    if not s.is_request:
-                        waiting.tha = s.tha
-                        waiting.replied_at = ts
                     continue
             if pending and ts >= horizon:
                 self.flush(events)
@@ -263,7 +268,7 @@ class FastPath:
             return None
         if tpa != spa and not tha[0] & 1 and not self.tracker.answers_owner(dom << 32 | tpa, tha):
             return None
-        return Steady.reply(dom, spa, claim.stats, tha, tpa)
+        return Steady.reply(dom, spa, claim.stats, sha, tha, tpa)
 
     def _remember(self, interface: str, frame: bytes, steady: Steady) -> None:
         if self._size >= MAX_MEMOS:

@@ -47,19 +47,22 @@ class Steady(NamedTuple):
     asked_any: bytes
     """Request: `ask_key(dom, tpa)`, "someone asked for tpa"."""
     tha: bytes
+    sha: bytes
+    """The sender's MAC, the owner of its binding."""
 
     @classmethod
     def request(cls, dom: int, spa: int, stats: SenderStats, sha: bytes, tha: bytes,
                 tpa: int) -> Steady:
         key = dom << 32 | spa
         anyone = ask_key(dom, tpa)
-        return cls(key, dom, stats, anyone + sha, tpa, True, key, anyone, tha)
+        return cls(key, dom, stats, anyone + sha, tpa, True, key, anyone, tha, sha)
 
     @classmethod
-    def reply(cls, dom: int, spa: int, stats: SenderStats, tha: bytes, tpa: int) -> Steady:
+    def reply(cls, dom: int, spa: int, stats: SenderStats, sha: bytes, tha: bytes,
+              tpa: int) -> Steady:
         anyone = ask_key(dom, spa)
         return cls(dom << 32 | spa, dom, stats, anyone + tha, tpa, False, dom << 32 | tpa,
-                   anyone, tha)
+                   anyone, tha, sha)
 
 
 class RepeatRecord(Protocol):
@@ -69,8 +72,6 @@ class RepeatRecord(Protocol):
     dom: int
     first: float
     last: float
-    tha: bytes | None
-    replied_at: float
 
 
 class Phase(Enum):

@@ -165,7 +165,7 @@ class Tracker:
         elif kind is ArpKind.REPLY and frame.tha not in (ZERO_MAC, BROADCAST_MAC):
             stats = self._senders.peek(frame.sha)
             if stats is not None:
-                self.steady = Steady.reply(dom, frame.spa, stats, frame.tha, frame.tpa)
+                self.steady = Steady.reply(dom, frame.spa, stats, frame.sha, frame.tha, frame.tpa)
 
     def tick(self, now: float) -> list[Event]:
         """Advances time on a quiet network (or to +inf at the end of a replay)."""
@@ -199,6 +199,12 @@ class Tracker:
         return self.policy.same_group(interface, vlan, key & 0xFFFFFFFF, b.mac, mac)
 
     @property
+    def answers(self) -> dict[int, tuple[bytes, bytes, float]]:
+        """Answers on record, binding key -> (sender MAC, target MAC, time); the fast path
+        records repeats at once, as the slow path does (`note_answer` when one is new)."""
+        return self._replied
+
+    @property
     def asked_times(self) -> dict[Hashable, float]:
         """Requests on record, (dom, ip, asker) -> time; the fast path refreshes repeats."""
         return self._asked.times
@@ -217,8 +223,6 @@ class Tracker:
                                           key & 0xFFFFFFFF, b.mac, since=b.last_seen))
             if repeat.last > b.last_seen:
                 self._touch(key, b, repeat.last)
-            if repeat.tha is not None:
-                self._remember_reply(key, b.mac, repeat.tha, repeat.replied_at)
         return events
 
     def reconfigure(self, policy: TrackerPolicy) -> None:
@@ -491,7 +495,7 @@ class Tracker:
         tha, tpa = frame.tha, frame.tpa
         if not solicited:
             self._senders.get(frame.sha, ts).unsolicited += 1
-        self._remember_reply(key, frame.sha, tha, ts)
+        self.note_answer(key, frame.sha, tha, ts)
         if tpa == 0:
             if self._probes.within((key, tha), ts, self.policy.solicit_window):
                 self._probe_in_use(dom, frame.spa, tha, frame.sha, ts, events)
@@ -544,7 +548,9 @@ class Tracker:
             return self._asked.within(ask_key(dom, frame.spa), ts, window)
         return self._asked.within(ask_key(dom, frame.spa, frame.tha), ts, window)
 
-    def _remember_reply(self, key: int, mac: bytes, tha: bytes, ts: float) -> None:
+    def note_answer(self, key: int, mac: bytes, tha: bytes, ts: float) -> None:
+        """Remembers an answer from `mac` for address `key` to `tha` (two answers to one
+        request within answer_window are two live owners); least recently answered go first."""
         replied = self._replied
         if key in replied:
             del replied[key]

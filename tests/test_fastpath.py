@@ -118,3 +118,31 @@ def test_paths_agree_when_the_request_table_is_full(tmp_path: Path) -> None:
     assert fast.fastpath.request_hits > 10
     assert [e.kind for e in slow.emitted if e.ip == "10.0.0.2"] == ["new_station", "changed_mac"]
     assert fast.emitted == slow.emitted
+
+
+def test_paths_agree_when_the_reply_table_is_full(tmp_path: Path) -> None:
+    """Answers are remembered in a table of `limits.max_pending` too (two answers to one
+    request within answer_window are two live owners). Repeated answers are applied late on
+    the fast path; once that table is full, the order of its entries decides what an answer
+    racing them finds, so they must be applied before any other frame is judged."""
+    a, b, new_b = "02:00:00:00:00:0a", "02:00:00:00:00:0b", "02:00:00:00:00:0c"
+    frames: list[tuple[float, bytes]] = []
+    ts = 1_700_000_000.0
+    for _ in range(5):
+        frames.append((ts, arp_frame(REQUEST, a, "10.0.0.1", ZERO_MAC, "10.0.0.2")))
+        frames.append((ts + 0.01, arp_frame(REPLY, b, "10.0.0.2", a, "10.0.0.1", eth_dst=a)))
+        ts += 4.0
+    frames.append((ts, arp_frame(REQUEST, a, "10.0.0.1", ZERO_MAC, "10.0.0.2")))
+    frames.append((ts + 0.01, arp_frame(REPLY, b, "10.0.0.2", a, "10.0.0.1", eth_dst=a)))
+    for n in range(12):  # other stations answer other hosts: 12 new entries in the table
+        frames.append((ts + 0.02 + 0.001 * n, arp_frame(
+            REPLY, f"02:00:00:02:00:{n:02x}", f"10.7.0.{n + 1}", f"02:00:00:03:00:{n:02x}",
+            f"10.6.0.{n + 1}", eth_dst=f"02:00:00:03:00:{n:02x}")))
+    frames.append((ts + 0.1, arp_frame(REPLY, new_b, "10.0.0.2", a, "10.0.0.1", eth_dst=a)))
+    capture = tmp_path / "full-replies.pcap"
+    write_pcap(capture, frames)
+    config = parse_config("limits: {max_pending: 8}\n")
+    slow = replay_quietly(capture, config, False)
+    fast = replay_quietly(capture, config, True)
+    assert fast.fastpath.reply_hits >= 4
+    assert fast.emitted == slow.emitted
