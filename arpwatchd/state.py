@@ -29,6 +29,11 @@ class Binding(NamedTuple):
     previous: tuple[bytes, ...] = ()
 
 
+_new = tuple.__new__
+"""Builds a NamedTuple from a tuple of every field in C (its own __new__ is Python code):
+Steady is built once per new claim, a million times under a flood."""
+
+
 class Steady(NamedTuple):
     """What a frame that only refreshed its own claim touched, so that an identical frame can
     repeat the refresh without the slow path (`fastpath`). Valid while `Tracker.version`
@@ -55,14 +60,14 @@ class Steady(NamedTuple):
                 tpa: int) -> Steady:
         key = dom << 32 | spa
         anyone = ask_key(dom, tpa)
-        return cls(key, dom, stats, anyone + sha, tpa, True, key, anyone, tha, sha)
+        return _new(cls, (key, dom, stats, anyone + sha, tpa, True, key, anyone, tha, sha))
 
     @classmethod
     def reply(cls, dom: int, spa: int, stats: SenderStats, sha: bytes, tha: bytes,
               tpa: int) -> Steady:
         anyone = ask_key(dom, spa)
-        return cls(dom << 32 | spa, dom, stats, anyone + tha, tpa, False, dom << 32 | tpa,
-                   anyone, tha, sha)
+        return _new(cls, (dom << 32 | spa, dom, stats, anyone + tha, tpa, False,
+                          dom << 32 | tpa, anyone, tha, sha))
 
 
 class RepeatRecord(Protocol):
