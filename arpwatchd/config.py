@@ -13,9 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
-
-import yaml
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from arpwatchd.addresses import (
     ip_text,
@@ -38,6 +36,9 @@ from arpwatchd.policy import (
 )
 from arpwatchd.suppress import SuppressRule
 from arpwatchd.syslog import FORMATS, TRANSPORTS, SyslogConfig, parse_address, parse_facility
+
+if TYPE_CHECKING:
+    import yaml
 
 T = TypeVar("T")
 
@@ -197,6 +198,8 @@ def load_config(path: str | None) -> Config:
 
 
 def parse_config(text: str, source: str = "<config>") -> Config:
+    import yaml  # noqa: PLC0415  (on first use: a replay without a config file never needs it)
+
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
@@ -214,6 +217,9 @@ class _Node:
 
     def __init__(self, node: yaml.Node, path: str, source: str) -> None:
         self.node = node
+        self.kind: str = getattr(node, "id", "")
+        """PyYAML's node kind, "scalar", "sequence" or "mapping" (no isinstance on yaml's
+        classes: yaml is imported only when a config file is parsed)."""
         self.path = path or "(top)"
         self.source = source
 
@@ -225,7 +231,7 @@ class _Node:
         return ConfigError(f"{self.source}: {self.path} (line {self.line}): {message}")
 
     def mapping(self, allowed: set[str]) -> dict[str, _Node]:
-        if not isinstance(self.node, yaml.MappingNode):
+        if self.kind != "mapping":
             raise self.fail("expected a mapping of keys")
         out: dict[str, _Node] = {}
         for key_node, value_node in self.node.value:
@@ -241,14 +247,14 @@ class _Node:
         return out
 
     def sequence(self) -> list[_Node]:
-        if isinstance(self.node, yaml.ScalarNode) and self.node.value in ("", "~", "null"):
+        if self.kind == "scalar" and self.node.value in ("", "~", "null"):
             return []
-        if not isinstance(self.node, yaml.SequenceNode):
+        if self.kind != "sequence":
             raise self.fail("expected a list")
         return [_Node(n, f"{self.path}[{i}]", self.source) for i, n in enumerate(self.node.value)]
 
     def scalar(self) -> str:
-        if not isinstance(self.node, yaml.ScalarNode):
+        if self.kind != "scalar":
             raise self.fail("expected a single value")
         return str(self.node.value)
 
