@@ -135,7 +135,9 @@ class FastPath:
         memo = self._memos.setdefault(interface, {})
         memo_get = memo.get
         claims = self._claims.setdefault(interface, {})
-        claims_get = claims.get if ethernet else None
+        # under a flood of new stations (few hits) no first sighting repeats a known claim:
+        # looking for one would only cost
+        claims_get = claims.get if ethernet and self._remember_new else None
         pending = self._pending
         pending_get = pending.get
         horizon = self._horizon()
