@@ -45,7 +45,6 @@ _FIRST = attrgetter("first")
 _ANY_MAC = (ZERO_MAC, BROADCAST_MAC)
 _REQUEST = b"\x00\x01"
 _REPLY = b"\x00\x02"
-_OPCODES = (_REQUEST, _REPLY)
 
 
 def _other_opcode(claim: bytes, at: int) -> bytes:
@@ -149,11 +148,12 @@ class FastPath:
             fresh = False
             if s is None and claims_get is not None and (at := _arp_at(frame)):
                 claim_bytes = frame[6 : at + 18]
-                claim = claims_get(claim_bytes)
-                if claim is None:  # the same sender's claim with the other opcode will do
-                    claim = claims_get(_other_opcode(claim_bytes, at))
-                if claim is not None:
-                    s = self._claimed(frame, at, claim)
+                if (claim := claims_get(claim_bytes)) is not None:
+                    s = self._claimed(frame, at, claim, claim.is_request)
+                    fresh = True
+                # the same sender's claim with the other opcode will do
+                elif (claim := claims_get(_other_opcode(claim_bytes, at))) is not None:
+                    s = self._claimed(frame, at, claim, not claim.is_request)
                     fresh = True
             if s is not None and ts < horizon:
                 st = s.stats
@@ -244,13 +244,14 @@ class FastPath:
             self._remember_new = self._hits * 8 >= self._frames
             self._frames = self._hits = 0
 
-    def _claimed(self, frame: bytes, at: int, claim: Steady) -> Steady | None:
+    def _claimed(self, frame: bytes, at: int, claim: Steady, request: bool) -> Steady | None:
         """The `Steady` the tracker would give `frame`, a first sighting of a known steady
         claim (same sender, MAC, IP and VLAN tag, either opcode) to another target, when that is
         certain without decoding it; None sends it down the slow path.
 
-        The sender's half was decoded and judged when `claim` was; only the target's half is
-        new, at fixed offsets from the ARP body at `at` (the lengths are in the claim bytes).
+        The sender's half (`request`: its opcode) was decoded and judged when `claim` was;
+        only the target's half is new, at fixed offsets from the ARP body at `at` (the lengths
+        are in the claim bytes).
         What the tracker does with a target: announcements (sender IP = target IP) and
         answers to probes are never steady; a reply's target must be the owner of its address
         (`Tracker.answers_owner`), and a reply to the broadcast or zero MAC is never
@@ -260,11 +261,10 @@ class FastPath:
         tpa = int.from_bytes(frame[at + 24 : at + 28], "big")
         dom = claim.dom
         spa = claim.key & 0xFFFFFFFF
-        sha = frame[at + 8 : at + 14]
-        op = frame[at + 6 : at + 8]
-        if op not in _OPCODES or (spa == tpa and (tha in _ANY_MAC or tha == sha)):
+        sha = claim.sha
+        if spa == tpa and (tha in _ANY_MAC or tha == sha):
             return None
-        if op == _REQUEST:
+        if request:
             return Steady.request(dom, spa, claim.stats, sha, tha, tpa)
         if tpa == 0 or tha in _ANY_MAC:
             return None
