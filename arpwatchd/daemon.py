@@ -27,6 +27,7 @@ from arpwatchd.capture import (
 )
 from arpwatchd.config import Config
 from arpwatchd.decode import Decoder
+from arpwatchd.output import OutputError
 from arpwatchd.sensor import Sensor
 
 if TYPE_CHECKING:
@@ -236,6 +237,11 @@ class LiveLoop:
         log.warning("%s: capturing again", handle.interface)
 
     def _reload(self) -> None:
+        """SIGHUP: the events file is opened again (log rotation), then the config reloaded."""
+        try:
+            self.sensor.writer.reopen()
+        except OutputError as exc:
+            log.error("%s; events go on to the file as it was", exc)
         if self.reload is None:
             return
         config = self.reload()

@@ -51,6 +51,23 @@ class EventWriter:
                     from None
             self._owned = True
 
+    def reopen(self) -> None:
+        """Opens the events file again by its name, so that after logrotate moved it (then
+        sent SIGHUP) events go to the new file, not on into the rotated one.
+
+        Raises:
+            OutputError: the file cannot be opened; events go on to the old one.
+        """
+        if not self._owned:
+            return
+        try:
+            stream = open(self.destination, "a", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            raise OutputError(f"{self.destination}: cannot reopen events file: {exc.strerror}") \
+                from None
+        self._stream.close()
+        self._stream = stream
+
     def counters(self) -> dict[str, int]:
         """The sinks' own counters (syslog, hook), for the metrics endpoint."""
         out: dict[str, int] = {}

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from netlab import Lab, lab_available
+from netlab import Host, Lab, lab_available
 
 from arpwatchd.frames import announcement, write_pcap
 from arpwatchd.privileges import CAP_NET_ADMIN, CAP_NET_RAW, capabilities
@@ -197,8 +197,11 @@ def test_flood_keeps_bindings_capped_and_evictions_counted(tmp_path: Path) -> No
     assert shown <= 200 * (60 / 10 + 1)  # 60 s of packet time, 200 per 10 s window
 
 
-@pytest.mark.live
-def test_lost_interface_is_retried_and_capture_resumes(lab: Lab, tmp_path: Path) -> None:
+def sensor_on_a_host(
+    lab: Lab, tmp_path: Path
+) -> tuple[Host, subprocess.Popen[bytes], Path, Path]:
+    """A sensor capturing on the port of one lab host (h1, 192.0.2.10) that has announced
+    itself, its event reported: (host, sensor process, events file, stderr log)."""
     ok, reason = lab_available()
     if not ok:
         pytest.skip(reason)
@@ -206,12 +209,18 @@ def test_lost_interface_is_retried_and_capture_resumes(lab: Lab, tmp_path: Path)
     events = tmp_path / "e.jsonl"
     log = tmp_path / "stderr.log"
     with log.open("w") as err:
-        lab.sensor_popen([*ARPWATCHD, "run", "-i", host.port, "--state",
-                          str(tmp_path / "s.sqlite"), "--metrics-address", "0", "--events",
-                          str(events)], cwd=ROOT, stderr=err)
+        sensor = lab.sensor_popen([*ARPWATCHD, "run", "-i", host.port, "--state",
+                                   str(tmp_path / "s.sqlite"), "--metrics-address", "0",
+                                   "--events", str(events)], cwd=ROOT, stderr=err)
     wait_for(lambda: "capturing on" in log.read_text(), 20, "the sensor to start")
     host.send_frames([announcement("192.0.2.10", host.mac)])
     wait_for(lambda: events.exists() and "192.0.2.10" in events.read_text(), 10, "first event")
+    return host, sensor, events, log
+
+
+@pytest.mark.live
+def test_lost_interface_is_retried_and_capture_resumes(lab: Lab, tmp_path: Path) -> None:
+    host, _, events, log = sensor_on_a_host(lab, tmp_path)
     subprocess.run(["ip", "-n", lab.sensor_ns, "link", "del", "dev", host.port], check=True)
     wait_for(lambda: "disappeared" in log.read_text() or "capture failed" in log.read_text(),
              10, "the loss to be noticed")
@@ -254,3 +263,19 @@ def test_replay_reads_ahead_in_order_and_stops_cleanly(tmp_path: Path) -> None:
     assert time.monotonic() - started < 2.0
     assert not reader._thread.is_alive()
     source.close()
+
+
+@pytest.mark.live
+def test_sighup_after_log_rotation_writes_events_to_the_new_file(lab: Lab, tmp_path: Path) -> None:
+    """logrotate moves the events file, then reloads the service (SIGHUP): events must go to a
+    new file by the configured name, not on into the rotated one."""
+    host, sensor, events, log = sensor_on_a_host(lab, tmp_path)
+    rotated = tmp_path / "e.jsonl.1"
+    events.rename(rotated)
+    sensor.send_signal(signal.SIGHUP)  # what logrotate's postrotate does
+    wait_for(lambda: "config reloaded" in log.read_text(), 10, "the reload")
+    host.send_frames([announcement("192.0.2.11", host.mac)])
+    wait_for(lambda: events.exists() and "192.0.2.11" in events.read_text(), 10,
+             "an event in the new file")
+    assert "192.0.2.11" not in rotated.read_text()
+    assert "192.0.2.10" not in events.read_text()
