@@ -672,7 +672,8 @@ class Tracker:
     def _touch(self, key: int, b: Binding, ts: float) -> None:
         bindings = self._bindings
         del bindings[key]  # re-insert at the end: dict order is least-recently-seen first
-        bindings[key] = Binding(b.mac, b.first_seen, ts, b.previous)
+        # a capture merged from two taps can step back a little: last_seen never does
+        bindings[key] = Binding(b.mac, b.first_seen, max(ts, b.last_seen), b.previous)
         self._changed.add(key)
 
     def _move(self, key: int, b: Binding, mac: bytes, ts: float) -> None:

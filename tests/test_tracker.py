@@ -221,6 +221,14 @@ def test_new_activity_after_long_silence() -> None:
                              ("new_activity", IP, A, None, None)]
 
 
+def test_a_frame_stepping_back_in_time_does_not_move_last_seen_back() -> None:
+    """Captures merged from two taps (or multi-queue NICs) are not always in time order."""
+    t = tracker()
+    feed(t, (T0 + 1.0, request(A, IP, "10.0.0.1")), (T0 + 0.5, request(A, IP, "10.0.0.2")))
+    (binding,) = t.bindings()
+    assert (binding.first_seen, binding.last_seen) == (T0 + 1.0, T0 + 1.0)
+
+
 def test_flood_is_one_alarm_per_episode() -> None:
     t = tracker()
     steps = [(T0 + i * 0.05, request(A, IP, "10.0.0.1")) for i in range(150)]
