@@ -154,13 +154,13 @@ def default_state_path() -> str:
 
 
 def reloaded_config(running: Config, reloaded: Config) -> tuple[Config, list[str]]:
-    """What a SIGHUP reload can apply: `reloaded` with the settings opened at start (output
-    files, sockets and threads, capture handles, metrics endpoint, state file) kept as they
-    run, and the names of those it changed, so the operator is told instead of left guessing."""
+    """What a SIGHUP reload can apply: `reloaded` with the settings opened at start (events
+    file, capture handles, metrics endpoint, state file) kept as they run, and the names of
+    those it changed, so the operator is told instead of left guessing. Syslog and hook
+    settings do apply (`Sensor.reconfigure` replaces those sinks)."""
     kept = replace(
         reloaded,
-        output=replace(reloaded.output, events=running.output.events,
-                       syslog=running.output.syslog, hook=running.output.hook),
+        output=replace(reloaded.output, events=running.output.events),
         capture=running.capture,
         metrics=running.metrics,
         state_path=running.state_path,
@@ -170,8 +170,6 @@ def reloaded_config(running: Config, reloaded: Config) -> tuple[Config, list[str
         name
         for name, before, after in (
             ("output.events", running.output.events, reloaded.output.events),
-            ("output.syslog", running.output.syslog, reloaded.output.syslog),
-            ("output.hook", running.output.hook, reloaded.output.hook),
             ("capture", running.capture, reloaded.capture),
             ("metrics", running.metrics, reloaded.metrics),
             ("state", (running.state_path, running.max_events),

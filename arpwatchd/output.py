@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Protocol, TextIO
 
@@ -39,6 +41,9 @@ class EventWriter:
         self.destination = destination
         self.vendors = vendors or Vendors()
         self.sinks = list(sinks)
+        self._retired: Counter[str] = Counter()
+        """Final counts of sinks replaced by a reload, so the metrics never go backwards."""
+        self._lock = threading.Lock()
         self._stream: TextIO
         if destination == "-":
             self._stream = sys.stdout
@@ -68,14 +73,29 @@ class EventWriter:
         self._stream.close()
         self._stream = stream
 
+    def replace_sinks(self, sinks: Sequence[EventSink]) -> None:
+        """New syslog and hook settings (SIGHUP): events go to `sinks` from now on; the old
+        ones finish what they hold (queued messages, running hooks) on a thread of their own,
+        so the capture loop does not wait for a slow collector."""
+        with self._lock:
+            old, self.sinks = self.sinks, list(sinks)
+
+        def retire() -> None:
+            for sink in old:
+                sink.close()
+            with self._lock:
+                for sink in old:
+                    self._retired.update(_counters(sink))
+
+        threading.Thread(target=retire, name="retire sinks", daemon=True).start()
+
     def counters(self) -> dict[str, int]:
         """The sinks' own counters (syslog, hook), for the metrics endpoint."""
-        out: dict[str, int] = {}
-        for sink in self.sinks:
-            counters = getattr(sink, "counters", None)
-            if callable(counters):
-                out.update(counters())
-        return out
+        with self._lock:
+            out = Counter(self._retired)
+            for sink in self.sinks:
+                out.update(_counters(sink))
+        return dict(out)
 
     def write(self, events: list[Event]) -> None:
         if not events:
@@ -98,6 +118,11 @@ class EventWriter:
             sink.close()
         if self._owned:
             self._stream.close()
+
+
+def _counters(sink: EventSink) -> dict[str, int]:
+    counters = getattr(sink, "counters", None)
+    return counters() if callable(counters) else {}
 
 
 def human(event: Event) -> str:

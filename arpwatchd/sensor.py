@@ -17,6 +17,7 @@ from arpwatchd.events import Event, EventKind, EventLimiter
 from arpwatchd.fastpath import FastPath
 from arpwatchd.output import EventWriter, OutputError
 from arpwatchd.senders import trim_oldest
+from arpwatchd.sinks import open_sinks
 from arpwatchd.stats import SensorStats
 from arpwatchd.store import Store, StoreError
 from arpwatchd.suppress import Suppressor
@@ -67,7 +68,11 @@ class Sensor:
         return len(records)
 
     def reconfigure(self, config: Config) -> None:
-        """Applies a reloaded config between batches; bindings and holds are kept."""
+        """Applies a reloaded config between batches; bindings and holds are kept, and new
+        syslog or hook settings take over from the old sinks."""
+        old = self.config.output
+        if (config.output.syslog, config.output.hook) != (old.syslog, old.hook):
+            self.writer.replace_sinks(open_sinks(config.output))
         self.config = config
         self.flush()
         self.tracker.reconfigure(config.policy)

@@ -69,7 +69,7 @@ def test_bad_config_names_key_and_line(text: str, message: str) -> None:
     assert message in str(caught.value)
 
 
-def test_a_reload_applies_the_policy_and_names_what_waits_for_a_restart() -> None:
+def test_a_reload_applies_policy_and_sinks_and_names_what_waits_for_a_restart() -> None:
     running = parse_config(FULL)
     edited = parse_config(FULL.replace("hold: 45s", "hold: 20s").replace(
         "output: {events: /tmp/x.jsonl}",
@@ -77,9 +77,9 @@ def test_a_reload_applies_the_policy_and_names_what_waits_for_a_restart() -> Non
     ) + "capture: {buffer_mib: 64}\n")
     applied, later = reloaded_config(running, edited)
     assert applied.policy.hold == 20 and applied.output.events_per_window == 9
-    assert applied.output.events == "/tmp/x.jsonl" and applied.output.syslog is None
+    assert applied.output.events == "/tmp/x.jsonl" and applied.output.syslog is not None
     assert applied.capture == running.capture
-    assert later == ["output.events", "output.syslog", "capture"]
+    assert later == ["output.events", "capture"]
     assert reloaded_config(running, parse_config(FULL))[1] == []
 
 

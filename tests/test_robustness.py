@@ -7,6 +7,7 @@ import json
 import os
 import random
 import signal
+import socket
 import sqlite3
 import struct
 import subprocess
@@ -198,10 +199,11 @@ def test_flood_keeps_bindings_capped_and_evictions_counted(tmp_path: Path) -> No
 
 
 def sensor_on_a_host(
-    lab: Lab, tmp_path: Path
+    lab: Lab, tmp_path: Path, *extra: str
 ) -> tuple[Host, subprocess.Popen[bytes], Path, Path]:
-    """A sensor capturing on the port of one lab host (h1, 192.0.2.10) that has announced
-    itself, its event reported: (host, sensor process, events file, stderr log)."""
+    """A sensor (`extra`: more arguments) capturing on the port of one lab host (h1,
+    192.0.2.10) that has announced itself, its event reported: (host, sensor process, events
+    file, stderr log)."""
     ok, reason = lab_available()
     if not ok:
         pytest.skip(reason)
@@ -211,7 +213,7 @@ def sensor_on_a_host(
     with log.open("w") as err:
         sensor = lab.sensor_popen([*ARPWATCHD, "run", "-i", host.port, "--state",
                                    str(tmp_path / "s.sqlite"), "--metrics-address", "0",
-                                   "--events", str(events)], cwd=ROOT, stderr=err)
+                                   "--events", str(events), *extra], cwd=ROOT, stderr=err)
     wait_for(lambda: "capturing on" in log.read_text(), 20, "the sensor to start")
     host.send_frames([announcement("192.0.2.10", host.mac)])
     wait_for(lambda: events.exists() and "192.0.2.10" in events.read_text(), 10, "first event")
@@ -279,3 +281,29 @@ def test_sighup_after_log_rotation_writes_events_to_the_new_file(lab: Lab, tmp_p
              "an event in the new file")
     assert "192.0.2.11" not in rotated.read_text()
     assert "192.0.2.10" not in events.read_text()
+
+
+@pytest.mark.live
+def test_sighup_moves_syslog_to_the_new_collector(lab: Lab, tmp_path: Path) -> None:
+    """A changed syslog destination applies at a reload: the next event goes to the new
+    collector, none to the old one."""
+    first, second = tmp_path / "first.sock", tmp_path / "second.sock"
+    config = tmp_path / "site.yml"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as old_collector, \
+            socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as new_collector:
+        old_collector.bind(str(first))
+        new_collector.bind(str(second))
+        old_collector.settimeout(10)
+        new_collector.settimeout(10)
+        config.write_text(f"output:\n  syslog: {{address: '{first}', transport: unix}}\n")
+        host, sensor, _, log = sensor_on_a_host(lab, tmp_path, "-c", str(config))
+        assert b"192.0.2.10" in old_collector.recv(65535)
+        config.write_text(f"output:\n  syslog: {{address: '{second}', transport: unix}}\n")
+        sensor.send_signal(signal.SIGHUP)
+        wait_for(lambda: "config reloaded" in log.read_text(), 10, "the reload")
+        host.send_frames([announcement("192.0.2.11", host.mac)])
+        assert b"192.0.2.11" in new_collector.recv(65535)
+        old_collector.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            old_collector.recv(65535)
+    assert "kept as they were" not in log.read_text()

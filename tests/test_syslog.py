@@ -10,6 +10,7 @@ stall the sensor.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import socket
 import threading
@@ -21,6 +22,7 @@ import pytest
 from arpwatchd.cli import main
 from arpwatchd.config import ConfigError, parse_config
 from arpwatchd.events import Event, EventKind
+from arpwatchd.output import EventWriter
 from arpwatchd.syslog import (
     SD_ID,
     SyslogConfig,
@@ -231,3 +233,25 @@ def test_replay_sends_its_events_to_syslog(tmp_path: Path) -> None:
         got = [parse(listener.recv(65535)) for _ in range(expected)]
     assert [m["msgid"] for m in got][-2:] == ["conflict", "conflict_resolved"]
     assert got[-2]["pri"] == str(16 * 8 + 2)
+
+
+def test_replaced_sinks_keep_their_counts_in_the_metrics() -> None:
+    """A reload with a new collector (`EventWriter.replace_sinks`): events go to the new one,
+    and the counters the metrics export go on from the old one's, never backwards."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as old, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as new:
+        for listener in (old, new):
+            listener.bind(("127.0.0.1", 0))
+            listener.settimeout(5)
+        writer = EventWriter(os.devnull, sinks=[_sink(f"127.0.0.1:{old.getsockname()[1]}",
+                                                      "udp")])
+        writer.write([NEW])
+        assert parse(old.recv(65535))["msgid"] == "new_station"
+        writer.replace_sinks([_sink(f"127.0.0.1:{new.getsockname()[1]}", "udp")])
+        writer.write([CONFLICT])
+        assert parse(new.recv(65535))["msgid"] == "conflict"
+        deadline = time.monotonic() + 5
+        while writer.counters()["syslog_messages"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        writer.close()
+    assert writer.counters()["syslog_messages"] == 2
