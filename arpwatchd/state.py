@@ -20,6 +20,11 @@ MAX_PREVIOUS = 4
 MAX_CONFLICT_MEMBERS = 4
 
 
+new_tuple = tuple.__new__
+"""Builds a NamedTuple from a tuple of all its fields in C; its own __new__ is Python code,
+and a binding is rebuilt at every refresh, a record at every store write."""
+
+
 class Binding(NamedTuple):
     """Immutable so that a table of a million of them is cheap and ignored by the cyclic GC."""
 

@@ -58,6 +58,7 @@ from arpwatchd.state import (
     ask_key,
     conflict_deadline,
     glbp_pair,
+    new_tuple,
     rhythm,
 )
 
@@ -328,7 +329,8 @@ class Tracker:
         sha, ip = frame.sha, frame.spa
         if len(self._bindings) >= self.policy.max_bindings:
             self._evict(max(1, self.policy.max_bindings // 64))
-        self._bindings[key] = Binding(sha, ts, ts, ())  # no version bump: see _reply_evidence
+        # no version bump: see _reply_evidence
+        self._bindings[key] = new_tuple(Binding, (sha, ts, ts, ()))
         self._counts[dom] += 1
         self._changed.add(key)
         self._senders.get(sha, ts).owned += 1
@@ -673,7 +675,8 @@ class Tracker:
         bindings = self._bindings
         del bindings[key]  # re-insert at the end: dict order is least-recently-seen first
         # a capture merged from two taps can step back a little: last_seen never does
-        bindings[key] = Binding(b.mac, b.first_seen, max(ts, b.last_seen), b.previous)
+        bindings[key] = new_tuple(Binding, (b.mac, b.first_seen, max(ts, b.last_seen),
+                                            b.previous))
         self._changed.add(key)
 
     def _move(self, key: int, b: Binding, mac: bytes, ts: float) -> None:
@@ -706,8 +709,8 @@ class Tracker:
     def _record(self, key: int, b: Binding) -> BindingRecord:
         interface, vlan = self._domains[key >> 32]
         u = self._unsettled.get(key)
-        return BindingRecord(interface, vlan, key & 0xFFFFFFFF, b.mac, b.first_seen,
-                             b.last_seen, b.previous, u.phase.value if u else "ok")
+        return new_tuple(BindingRecord, (interface, vlan, key & 0xFFFFFFFF, b.mac, b.first_seen,
+                                         b.last_seen, b.previous, u.phase.value if u else "ok"))
 
     def _event(
         self,
