@@ -86,6 +86,8 @@ class ArpFrame(NamedTuple):
 
 
 _CLAIMS = frozenset({ArpKind.REQUEST, ArpKind.REPLY, ArpKind.ANNOUNCEMENT})
+_new = tuple.__new__
+"""Builds an ArpFrame from a tuple of all its fields in C (its own __new__ is Python code)."""
 
 
 class Decoder:
@@ -220,7 +222,8 @@ class Decoder:
                 kind = ArpKind.REQUEST if op == 1 else ArpKind.REPLY
         if problem is not None:
             kind = ArpKind.INVALID
-        return ArpFrame(self.interface, vlan, op, kind, src, dst, sha, spa, tha, tpa, problem)
+        return _new(ArpFrame, (self.interface, vlan, op, kind, src, dst, sha, spa, tha, tpa,
+                               problem))
 
     def _invalid(
         self, vlan: int | None, src: bytes | None, dst: bytes | None, problem: str, body: bytes
