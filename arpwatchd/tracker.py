@@ -728,17 +728,9 @@ class Tracker:
         duration: float | None = None,
     ) -> Event:
         interface, vlan = self._domains[dom]
-        return Event(
-            ts=ts,
-            kind=kind,
-            interface=interface,
-            vlan=vlan,
-            ip=ip_text(ip) if ip is not None else None,
-            mac=mac_text(mac) if mac is not None else None,
-            previous_mac=previous_mac,
-            reason=reason,
-            suspect=suspect,
-            count=count,
-            since=since,
-            duration=duration,
-        )
+        # Event's fields in order (one event per new station under a flood)
+        return new_tuple(Event, (
+            ts, kind, interface, vlan, ip_text(ip) if ip is not None else None,
+            mac_text(mac) if mac is not None else None, previous_mac, reason, suspect, count,
+            since, duration, None,
+        ))

@@ -9,7 +9,7 @@ from arpbuild import BCAST, brief, feed, garp, probe, reply, request
 
 from arpwatchd.addresses import parse_ip, parse_mac
 from arpwatchd.decode import Decoder
-from arpwatchd.events import EventKind
+from arpwatchd.events import Event, EventKind
 from arpwatchd.frames import REPLY, arp_frame
 from arpwatchd.policy import FailoverGroup, NetworkRule, Protected, TrackerPolicy
 from arpwatchd.tracker import BindingRecord, Tracker
@@ -341,3 +341,15 @@ def test_quiet_duplicates_are_one_long_conflict_not_an_alert_every_minute() -> N
     events = feed(t, *steps) + t.tick(T0 + 10_000)
     assert [e.kind.value for e in events] == ["new_station", "conflict", "conflict_resolved"]
     assert events[2].mac == A and events[2].ts == T0 + 740 + 60
+
+
+def test_events_are_built_with_every_field_in_place() -> None:
+    """`Tracker._event` builds an Event from its fields in order (a flood builds one per
+    frame): a field added or moved in Event must not shift the others."""
+    t = tracker()
+    event = t._event(T0, EventKind.CONFLICT_RESOLVED, t._domain("eth0", 7), 0x0A000001,
+                     parse_mac(A), previous_mac=B, reason="both_active", suspect=A, count=3,
+                     since=T0 - 5, duration=5.0)
+    assert event == Event(ts=T0, kind=EventKind.CONFLICT_RESOLVED, interface="eth0", vlan=7,
+                          ip="10.0.0.1", mac=A, previous_mac=B, reason="both_active",
+                          suspect=A, count=3, since=T0 - 5, duration=5.0)
