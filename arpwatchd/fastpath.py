@@ -144,6 +144,8 @@ class FastPath:
         claims_get = claims.get if ethernet and self._remember_new else None
         pending = self._pending
         pending_get = pending.get
+        last_seen = tracker.last_seen
+        inactive = policy.inactive_after
         horizon = self._horizon()
         requests = replies = 0
         for sec, usec, offset, length in META.iter_unpack(batch.meta):
@@ -160,7 +162,14 @@ class FastPath:
                 elif (claim := claims_get(_other_opcode(claim_bytes, at))) is not None:
                     s = self._claimed(frame, at, claim, not claim.is_request)
                     fresh = True
-            if s is not None and ts < horizon:
+            if (
+                s is not None
+                and ts < horizon
+                # a repeat after `inactive_after` of silence reports new activity: the slow
+                # path's to do (no such gap fits inside one pending record: `_horizon`)
+                and ((waiting := pending_get(s.key)) is not None
+                     or ts - last_seen(s.key) < inactive)
+            ):
                 st = s.stats
                 if s.is_request:
                     # the windows of Senders.count_frame / count_target, rolled the same way
@@ -217,7 +226,6 @@ class FastPath:
                             claims[claim_bytes] = s
                             self._by_key[s.key].append(claim_bytes)
                         self.claimed += 1
-                    waiting = pending_get(s.key)
                     if waiting is None:
                         waiting = pending[s.key] = Pending(s.key, s.dom, ts)
                     else:
@@ -237,9 +245,9 @@ class FastPath:
                     self._by_key[tracker.steady.key].append(claim_bytes)
             if tracker.version != self._version:
                 self._invalidate()
-            horizon = self._horizon()
-            if self._flushed_at is None:
+            if self._flushed_at is None:  # the DEFER and inactive_after clocks start here
                 self._flushed_at = ts
+            horizon = self._horizon()
         self.request_hits += requests
         self.reply_hits += replies
         self._frames += len(batch)
@@ -313,9 +321,12 @@ class FastPath:
         self._size = 0
 
     def _horizon(self) -> float:
+        """Packet time at which pending repeats must be applied: a hold or conflict ending,
+        DEFER passed, or `inactive_after` (so no silence that long hides in one record)."""
         deadline = self.tracker.horizon
         if self._flushed_at is not None:
-            deadline = min(deadline, self._flushed_at + DEFER)
+            period = min(DEFER, self.tracker.policy.inactive_after)
+            deadline = min(deadline, self._flushed_at + period)
         return deadline
 
     def before_slow(self, frame: ArpFrame, events: list[Event]) -> None:

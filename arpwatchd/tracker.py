@@ -188,6 +188,11 @@ class Tracker:
         """The next deadline (a hold or conflict to end); +inf when none."""
         return self._next_deadline
 
+    def last_seen(self, key: int) -> float:
+        """When the binding `key` was last refreshed (-inf when there is none)."""
+        b = self._bindings.get(key)
+        return b.last_seen if b is not None else -INF
+
     def answers_owner(self, key: int, mac: bytes) -> bool:
         """Whether a reply to `mac` for address `key` goes to its owner (or a MAC that may
         share the address with it): what a reply says about its target agrees."""

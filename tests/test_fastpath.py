@@ -149,6 +149,30 @@ def test_paths_agree_when_the_reply_table_is_full(tmp_path: Path) -> None:
     assert fast.emitted == slow.emitted
 
 
+def test_new_activity_after_silence_is_reported_in_place() -> None:
+    """A host silent for `inactive_after` that asks again with the very frame it sent before
+    (a repeat, on the fast path) reports new_activity at that frame, before what follows."""
+    host, gateway = "02:00:00:00:00:0a", "02:00:00:00:00:01"
+    ask = arp_frame(REQUEST, host, "10.0.0.10", ZERO_MAC, "10.0.0.1")
+    frames = [(t, ask) for t in (0.0, 5.0, 10.0, 100.0)]  # silent from 10 s to 100 s
+    frames.append((101.0, arp_frame(REQUEST, gateway, "10.0.0.1", "ff:ff:ff:ff:ff:ff",
+                                    "10.0.0.1")))
+    data = b"".join(f for _, f in frames)
+    meta = b"".join(META.pack(1_700_000_000 + int(t), 0, i * 60, 60)
+                    for i, (t, _) in enumerate(frames))
+    kinds = []
+    for fast in (False, True):
+        sensor = Sensor(parse_config("inactive_after: 60s\n"), EventWriter(os.devnull))
+        sensor.fastpath.enabled = fast
+        sensor.emitted = []
+        sensor.feed(sensor.decoder("eth0", 1), Batch(data, meta))
+        sensor.finish()
+        kinds.append([(e.kind.value, e.ip) for e in sensor.emitted])
+    assert kinds[0] == [("new_station", "10.0.0.10"), ("new_activity", "10.0.0.10"),
+                        ("new_station", "10.0.0.1")]
+    assert kinds[1] == kinds[0]
+
+
 def random_lan(seed: int) -> tuple[list[tuple[float, bytes]], str]:
     """A small random LAN (asks and answers, announcements, probes, unsolicited answers,
     bursts of new askers, repeats out of time order) and small table caps."""
@@ -186,7 +210,8 @@ def random_lan(seed: int) -> tuple[list[tuple[float, bytes]], str]:
         elif frames:
             frames.append((ts, rnd.choice(frames)[1]))
     config = (f"limits: {{max_pending: {rnd.choice([8, 16, 64, 100_000])}, "
-              f"max_senders: {rnd.choice([8, 32, 100_000])}}}\nhold: {rnd.choice([5, 30])}s\n")
+              f"max_senders: {rnd.choice([8, 32, 100_000])}}}\nhold: {rnd.choice([5, 30])}s\n"
+              f"inactive_after: {rnd.choice([20, 60, 600, 86_400])}s\n")
     return frames, config
 
 
