@@ -101,10 +101,10 @@ class FastPath:
         self.request_hits = 0
         self.reply_hits = 0
         self.claimed = 0
+        """First sightings handled by their known claim (`_claimed`), among the hits."""
         self._frames = self._hits = 0
         self._remember_new = True
         """Whether new stations' first frames are remembered (not while frames rarely hit)."""
-        """First sightings handled by their known claim (`_claimed`), among the hits."""
         self.enabled = True
         """False sends every frame down the slow path (to compare the two)."""
 
@@ -222,9 +222,7 @@ class FastPath:
                 if s is not None:  # a repeat: its refresh waits for the next flush
                     if fresh:
                         self._remember(interface, frame, s)
-                        if claim_bytes not in claims:
-                            claims[claim_bytes] = s
-                            self._by_key[s.key].append(claim_bytes)
+                        self._remember_claim(claims, claim_bytes, s)
                         self.claimed += 1
                     if waiting is None:
                         waiting = pending[s.key] = Pending(s.key, s.dom, ts)
@@ -232,7 +230,7 @@ class FastPath:
                         waiting.last = ts
                     continue
             if pending and ts >= horizon:
-                self.flush(events)
+                self.flush()
             if (
                 slow(ts, frame)
                 and tracker.steady is not None
@@ -240,9 +238,7 @@ class FastPath:
             ):
                 self._remember(interface, frame, tracker.steady)
                 if claims_get is not None and (at := _arp_at(frame)):
-                    claim_bytes = frame[6 : at + 18]
-                    claims[claim_bytes] = tracker.steady
-                    self._by_key[tracker.steady.key].append(claim_bytes)
+                    self._remember_claim(claims, frame[6 : at + 18], tracker.steady)
             if tracker.version != self._version:
                 self._invalidate()
             if self._flushed_at is None:  # the DEFER and inactive_after clocks start here
@@ -298,6 +294,13 @@ class FastPath:
         if steady.depends != steady.key:
             by_key.setdefault(steady.depends, []).append(frame)
 
+    def _remember_claim(self, claims: dict[bytes, Steady], claim: bytes, steady: Steady) -> None:
+        """Remembers `steady` as the judged sender's half `claim` (frame bytes 6 to the ARP
+        body's 18th) of an interface's frames, unless that claim is remembered already."""
+        if claim not in claims:
+            claims[claim] = steady
+            self._by_key[steady.key].append(claim)
+
     def _invalidate(self) -> None:
         """Forgets the frames and claims whose bindings changed since the last look."""
         tracker = self.tracker
@@ -329,7 +332,7 @@ class FastPath:
             deadline = min(deadline, self._flushed_at + period)
         return deadline
 
-    def before_slow(self, frame: ArpFrame, events: list[Event]) -> None:
+    def before_slow(self, frame: ArpFrame) -> None:
         """Applies the repeats a slow frame's processing will read: those of its sender's
         address, and of its target's when it is a reply or a probe (a request never reads the
         binding it asks for), or all of them when the tracker may evict (LRU order)."""
@@ -338,24 +341,22 @@ class FastPath:
             return
         tracker = self.tracker
         if tracker.full:
-            self.flush(events)
+            self.flush()
             return
-        waiting = pending.pop(tracker.key_of(frame.interface, frame.vlan, frame.spa), None)
-        if waiting is not None:
-            events.extend(tracker.apply_repeats((waiting,)))
-        if frame.op != 1 or frame.kind is ArpKind.PROBE:
-            waiting = pending.pop(tracker.key_of(frame.interface, frame.vlan, frame.tpa), None)
+        reads_target = frame.op != 1 or frame.kind is ArpKind.PROBE
+        for ip in (frame.spa, frame.tpa) if reads_target else (frame.spa,):
+            waiting = pending.pop(tracker.key_of(frame.interface, frame.vlan, ip), None)
             if waiting is not None:
-                events.extend(tracker.apply_repeats((waiting,)))
+                tracker.apply_repeats((waiting,))
 
-    def flush(self, events: list[Event]) -> None:
+    def flush(self) -> None:
         """Applies every recorded repeat (a deadline, a tick, DEFER passed, the end)."""
         pending = self._pending
         if not pending:
             return
         waiting = sorted(pending.values(), key=_FIRST)
         pending.clear()
-        events.extend(self.tracker.apply_repeats(waiting))
+        self.tracker.apply_repeats(waiting)
         self._flushed_at = max(p.last for p in waiting)
 
     def due(self, now: float) -> bool:

@@ -121,7 +121,7 @@ class Sensor:
                 kinds[result.kind] = kinds.get(result.kind, 0) + 1
                 if result.problem is not None:  # invalid ARP: also counted by reason
                     skipped[result.problem] = skipped.get(result.problem, 0) + 1
-                fast.before_slow(result, events)
+                fast.before_slow(result)
                 found = observe(result, ts)
                 if found:
                     events.extend(found)
@@ -187,10 +187,9 @@ class Sensor:
         self._emit(events)
 
     def tick(self, now: float) -> None:
-        events: list[Event] = []
         if self.fastpath.due(now):
-            self.fastpath.flush(events)
-        events.extend(self.tracker.tick(now))
+            self.fastpath.flush()
+        events = self.tracker.tick(now)
         events.extend(self.limiter.flush(now))
         self._emit(events, store_now=now != float("inf"))
 
@@ -201,9 +200,8 @@ class Sensor:
 
     def flush(self) -> None:
         """Applies pending repeats and writes the store (a replay's end, a clean stop)."""
-        events: list[Event] = []
-        self.fastpath.flush(events)
-        self._emit(events)
+        self.fastpath.flush()
+        self._emit([])
         self._write_store([], now=True)
 
     def _emit(self, events: list[Event], store_now: bool = False) -> None:

@@ -215,21 +215,17 @@ class Tracker:
         """Requests on record, (dom, ip, asker) -> time; the fast path refreshes repeats."""
         return self._asked.times
 
-    def apply_repeats(self, repeats: Iterable[RepeatRecord]) -> list[Event]:
+    def apply_repeats(self, repeats: Iterable[RepeatRecord]) -> None:
         """Applies repeats of steady frames recorded by `fastpath`, oldest first: what the slow
-        path would have done for each, given that none of them changed anything else."""
-        events: list[Event] = []
-        inactive = self.policy.inactive_after
+        path would have done for each, given that none of them changed anything else (a
+        repeat ending `inactive_after` of silence is not one: `fastpath` leaves it to
+        `observe`, which reports the new activity)."""
         bindings = self._bindings
         for repeat in repeats:
             key = repeat.key
             b = bindings[key]
-            if repeat.first - b.last_seen >= inactive:
-                events.append(self._event(repeat.first, EventKind.NEW_ACTIVITY, repeat.dom,
-                                          key & 0xFFFFFFFF, b.mac, since=b.last_seen))
             if repeat.last > b.last_seen:
                 self._touch(key, b, repeat.last)
-        return events
 
     def reconfigure(self, policy: TrackerPolicy) -> None:
         """Swaps in new settings (SIGHUP) keeping every binding and pending state."""
