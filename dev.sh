@@ -19,22 +19,43 @@ as_root() {
         echo "dev.sh: need root (or sudo) to install Debian packages: $*" >&2; exit 1; fi
 }
 
+# Debian's prometheus and keepalived packages start services where systemd runs; a policy-rc.d
+# that answers 101 keeps package scripts from starting what we only need the binaries of. One
+# that was there before (Debian container images ship one) is put back, even when apt fails.
+POLICY=/usr/sbin/policy-rc.d
+POLICY_SAVED=""
+
+restore_policy() {
+    if [ -n "$POLICY_SAVED" ]; then
+        as_root mv -f "$POLICY_SAVED" "$POLICY"
+    else
+        as_root rm -f "$POLICY"
+    fi
+}
+
 debian_packages() {
     command -v dpkg >/dev/null || { echo "dev.sh: not Debian; install by hand: $*" >&2; return; }
     local missing=()
     for pkg in "$@"; do
         dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$pkg")
     done
-    if [ ${#missing[@]} -gt 0 ]; then
-        echo "dev.sh: installing Debian packages: ${missing[*]}" >&2
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        # Debian's prometheus package starts a server on :9090 where systemd runs;
-        # policy-rc.d keeps package scripts from starting services we only need the binaries of.
-        as_root sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d'
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-            "${missing[@]}" >/dev/null
-        as_root rm -f /usr/sbin/policy-rc.d
+    [ ${#missing[@]} -gt 0 ] || return 0
+    echo "dev.sh: installing Debian packages: ${missing[*]}" >&2
+    # another apt (unattended-upgrades, a first-boot script) may hold the locks: wait for it
+    local apt=(env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600)
+    if [ -e "$POLICY" ] || [ -L "$POLICY" ]; then
+        POLICY_SAVED=$(as_root mktemp /usr/sbin/.policy-rc.d.XXXXXX)
+        as_root cp -a "$POLICY" "$POLICY_SAVED"
     fi
+    trap restore_policy EXIT
+    trap 'restore_policy; exit 130' INT TERM
+    as_root sh -c "printf '#!/bin/sh\nexit 101\n' > $POLICY.new && chmod 755 $POLICY.new \
+        && mv -f $POLICY.new $POLICY"
+    as_root "${apt[@]}" update -qq
+    as_root "${apt[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    restore_policy
+    trap - EXIT INT TERM
+    POLICY_SAVED=""
 }
 
 python_env() {
@@ -88,6 +109,9 @@ case "$cmd" in
         "$VENV/bin/ruff" check .
         "$VENV/bin/mypy" arpwatchd
         exec "$VENV/bin/python" -m pytest -q -ra "$@"
+        ;;
+    debian-packages)  # the package step alone (its own test uses it)
+        debian_packages "$@"
         ;;
     bench)
         debian_packages "${RUN_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
