@@ -383,6 +383,7 @@ class Capture:
             stop_process(self._proc)
         if self._proc.stderr is not None:
             self._proc.stderr.close()
+        self._proc = None  # stopping twice (a test that reads the capture early) is a no-op
         self.frames = read_pcap(self.path)
 
     def arps(self) -> list[ArpPacket]:

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import netlab
@@ -49,11 +50,16 @@ def three_hosts(lab: Lab) -> tuple[netlab.Host, netlab.Host, netlab.Host]:
     return owner, victim, mallory
 
 
-def mac_after(sender: netlab.Host, victim: netlab.Host, ip: str, frames: list[bytes]) -> str | None:
-    """Send ``frames`` from ``sender``; the MAC ``victim`` then has for ``ip``."""
+def mac_after(
+    sender: netlab.Host, victim: netlab.Host, ip: str, frames: list[bytes], expect: str | None
+) -> str | None:
+    """Send ``frames`` from ``sender``; the MAC ``victim`` then has for ``ip``, once it is
+    ``expect`` or a second has passed (a loaded machine may hand the frames to ksoftirqd)."""
     sender.send_frames(frames)
-    time.sleep(0.05)
-    return victim.neigh(ip)
+    deadline = time.monotonic() + 1.0
+    while (mac := victim.neigh(ip)) != expect and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return mac
 
 
 # -- pure: frame building and reading ------------------------------------------------------
@@ -291,72 +297,102 @@ def test_pcapy_captures_tagged_arp_and_sends_from_the_bridge(lab: Lab) -> None:
 # -- Linux ARP facts ------------------------------------------------------------------------
 
 
+def timed_attempts(lab: Lab, attempt: Callable[[netlab.Capture], bool], tries: int = 5) -> None:
+    """Runs a scenario whose meaning depends on sub-second timing until one run had the timing
+    it needs (``attempt`` returns False when the capture shows that load stretched a gap past
+    what it tests; it asserts the kernel's behaviour otherwise). Each run starts after locktime.
+
+    Raises:
+        AssertionError: no run out of ``tries`` got its timing (a machine too loaded to say).
+    """
+    for _ in range(tries):
+        time.sleep(AFTER_LOCKTIME)  # a lower bound: later is as good
+        with lab.capture() as cap:
+            timed = attempt(cap)
+        if timed:
+            return
+    raise AssertionError(f"the machine was too loaded for {tries} runs to keep their timing")
+
+
+def wait_mac(host: netlab.Host, ip: str, mac: str, timeout: float = 3.0) -> None:
+    netlab.wait_until(lambda: host.neigh(ip) == mac, timeout, f"{host} to have {ip} at {mac}")
+
+
 @pytest.mark.live
 def test_locktime_first_reply_wins_but_gratuitous_and_requests_override(lab: Lab) -> None:
     """Within locktime of its last change, an entry ignores an ordinary competing reply, but not
     a gratuitous request, a gratuitous reply with tha == sha, or a request sent to the victim."""
     _, victim, mallory = three_hosts(lab)
+    steps = [
+        ("reply X", [reply(FAKE_X, OWNER_IP, VICTIM, VICTIM_IP)], FAKE_X),
+        ("reply Y 0.1 s later", [reply(FAKE_Y, OWNER_IP, VICTIM, VICTIM_IP)], FAKE_X),
+        ("gratuitous request Y", [announcement(FAKE_Y, OWNER_IP)], FAKE_Y),
+        (
+            "gratuitous reply X, tha = sha",
+            [arp_frame(ARP_REPLY, FAKE_X, BROADCAST, FAKE_X, OWNER_IP, FAKE_X, OWNER_IP)],
+            FAKE_X,
+        ),
+        (
+            "gratuitous reply Y, tha = 0",
+            [arp_frame(ARP_REPLY, FAKE_Y, BROADCAST, FAKE_Y, OWNER_IP, ZERO_MAC, OWNER_IP)],
+            FAKE_X,
+        ),
+        (
+            "request for the victim from Y",
+            [arp_frame(ARP_REQUEST, FAKE_Y, BROADCAST, FAKE_Y, OWNER_IP, ZERO_MAC, VICTIM_IP)],
+            FAKE_Y,
+        ),
+    ]
+
+    def attempt(cap: netlab.Capture) -> bool:
+        results = [(label, mac_after(mallory, victim, OWNER_IP, frames, expected))
+                   for label, frames, expected in steps]
+        cap.__exit__()
+        stamps = [p.ts for p in cap.arps() if p.spa == OWNER_IP]
+        assert len(stamps) == len(steps), cap.text()
+        # the two frames meant to be ignored must come well within locktime of the change
+        # before them; under load they may not, and then this run says nothing
+        if stamps[1] - stamps[0] >= 0.8 * LOCKTIME or stamps[4] - stamps[3] >= 0.8 * LOCKTIME:
+            return False
+        assert results == [(label, expected) for label, _, expected in steps], cap.text()
+        return True
+
+    timed_attempts(lab, attempt)
     time.sleep(AFTER_LOCKTIME)
-    with lab.capture() as cap:
-        steps = [
-            ("reply X", [reply(FAKE_X, OWNER_IP, VICTIM, VICTIM_IP)], FAKE_X),
-            ("reply Y 0.1 s later", [reply(FAKE_Y, OWNER_IP, VICTIM, VICTIM_IP)], FAKE_X),
-            ("gratuitous request Y", [announcement(FAKE_Y, OWNER_IP)], FAKE_Y),
-            (
-                "gratuitous reply X, tha = sha",
-                [arp_frame(ARP_REPLY, FAKE_X, BROADCAST, FAKE_X, OWNER_IP, FAKE_X, OWNER_IP)],
-                FAKE_X,
-            ),
-            (
-                "gratuitous reply Y, tha = 0",
-                [arp_frame(ARP_REPLY, FAKE_Y, BROADCAST, FAKE_Y, OWNER_IP, ZERO_MAC, OWNER_IP)],
-                FAKE_X,
-            ),
-            (
-                "request for the victim from Y",
-                [arp_frame(ARP_REQUEST, FAKE_Y, BROADCAST, FAKE_Y, OWNER_IP, ZERO_MAC, VICTIM_IP)],
-                FAKE_Y,
-            ),
-        ]
-        results = []
-        for label, frames, _ in steps:
-            results.append((label, mac_after(mallory, victim, OWNER_IP, frames)))
-            time.sleep(0.05)
-    stamps = [p.ts for p in cap.arps() if p.spa == OWNER_IP]
-    assert len(stamps) == len(steps), cap.text()
-    # the two ignored frames came well within locktime of the change before them
-    assert stamps[1] - stamps[0] < 0.8 * LOCKTIME and stamps[4] - stamps[3] < 0.8 * LOCKTIME
-    assert results == [(label, expected) for label, _, expected in steps], cap.text()
-    time.sleep(AFTER_LOCKTIME)
-    assert (
-        mac_after(mallory, victim, OWNER_IP, [reply(FAKE_X, OWNER_IP, VICTIM, VICTIM_IP)]) == FAKE_X
-    )
+    mallory.send_frames([reply(FAKE_X, OWNER_IP, VICTIM, VICTIM_IP)])
+    wait_mac(victim, OWNER_IP, FAKE_X)
     assert mallory.neigh(OWNER_IP) is None
 
 
 @pytest.mark.live
 def test_defense_announcement_at_once_wins_and_is_protected_by_locktime(lab: Lab) -> None:
-    """DESIGN section 5: an ARP Announcement for the owner sent from the sensor 50 ms after an
+    """DESIGN section 5: an ARP Announcement for the owner sent from the sensor after an
     intruder's unsolicited reply restores the victim's cache (gratuitous ARP overrides
-    locktime); the intruder's next reply inside the following second is then ignored."""
+    locktime); the intruder's next reply inside the following second is then ignored, and
+    one after locktime poisons again."""
     _, victim, mallory = three_hosts(lab)
-    time.sleep(AFTER_LOCKTIME)
     poison = reply(MALLORY, OWNER_IP, VICTIM, VICTIM_IP)
     defense = announcement(OWNER, OWNER_IP, eth_src=lab.sensor_mac)
-    mallory.send_frames([poison])
-    time.sleep(0.05)
-    assert victim.neigh(OWNER_IP) == MALLORY
-    lab.sensor_send([defense])
-    time.sleep(0.05)
-    assert victim.neigh(OWNER_IP) == OWNER
-    time.sleep(0.4)
-    mallory.send_frames([poison])
-    time.sleep(0.05)
-    assert victim.neigh(OWNER_IP) == OWNER  # within locktime of the defense
+
+    def attempt(cap: netlab.Capture) -> bool:
+        mallory.send_frames([poison])
+        wait_mac(victim, OWNER_IP, MALLORY)
+        lab.sensor_send([defense])
+        wait_mac(victim, OWNER_IP, OWNER)
+        mallory.send_frames([poison])  # the sender has finished: the victim has it
+        kept = victim.neigh(OWNER_IP)
+        cap.__exit__()
+        stamps = [p.ts for p in cap.arps() if p.spa == OWNER_IP]
+        assert len(stamps) == 3, cap.text()
+        if stamps[2] - stamps[1] >= 0.8 * LOCKTIME:
+            return False
+        assert kept == OWNER, cap.text()  # within locktime of the defense
+        return True
+
+    timed_attempts(lab, attempt)
     time.sleep(AFTER_LOCKTIME)
     mallory.send_frames([poison])
-    time.sleep(0.05)
-    assert victim.neigh(OWNER_IP) == MALLORY  # re-poisoned once locktime passed
+    wait_mac(victim, OWNER_IP, MALLORY)  # re-poisoned once locktime passed
 
 
 @pytest.mark.live
@@ -444,9 +480,9 @@ def test_arp_accept_decides_learning_from_gratuitous_arp(lab: Lab) -> None:
         (unsolicited, "192.0.2.79"),
         (off_subnet, "198.51.100.7"),
     ):
-        assert mac_after(mallory, victim, ip, [frame]) is None, ip
+        assert mac_after(mallory, victim, ip, [frame], None) is None, ip
     # ... but a request addressed to the victim always creates one
-    assert mac_after(mallory, victim, "192.0.2.80", [asks_victim]) == FAKE_X
+    assert mac_after(mallory, victim, "192.0.2.80", [asks_victim], FAKE_X) == FAKE_X
     victim.sysctl(**{"net.ipv4.conf.all.arp_accept": 1})
     for frame, ip in (
         (garp_request, "192.0.2.77"),
@@ -454,7 +490,7 @@ def test_arp_accept_decides_learning_from_gratuitous_arp(lab: Lab) -> None:
         (unsolicited, "192.0.2.79"),
         (off_subnet, "198.51.100.7"),
     ):
-        assert mac_after(mallory, victim, ip, [frame]) == FAKE_X, ip
+        assert mac_after(mallory, victim, ip, [frame], FAKE_X) == FAKE_X, ip
 
 
 @pytest.mark.live
