@@ -103,6 +103,7 @@ class Unsettled:
         "announced_at",
         "claims",
         "deadline",
+        "failback",
         "gap",
         "members",
         "old_last",
@@ -124,6 +125,9 @@ class Unsettled:
         self.gap = 0.0
         self.takeover = Takeover.PLAIN
         self.announced_at: float | None = None
+        self.failback = False
+        """The hold began with the old owner announcing the address back: a claim by the
+        displaced MAC (`old_mac`) is then proof that both are alive (owner_defended)."""
         self.reused = False
         self.members: dict[bytes, float] = {}
         self.reason = ConflictReason.BOTH_ACTIVE

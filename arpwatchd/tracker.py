@@ -18,10 +18,13 @@ settled addresses stays a dict of tuples.
       reply racing the owner's reply to one ask -> CONFLICT both_active
       anything else                             -> HOLD for `hold` seconds
   HOLD, claim by the new owner     -> refresh (an announcement is remembered)
+  HOLD, announcement by the old owner A -> failback: binding back to A, a new HOLD with B
+                                      displaced (a second announcement by B's side in that
+                                      hold is not a failback again)
   HOLD, claim by any other MAC     -> CONFLICT: split_brain (one failover group),
-                                      owner_defended (old owner announces),
-                                      announcement_answered (reply soon after B announced),
-                                      both_active otherwise
+                                      owner_defended (the displaced MAC claims after a
+                                      failback), announcement_answered (reply soon after B
+                                      announced), both_active otherwise
   HOLD ends (old owner silent)     -> failover (announced or group), reused_mac (B held it
                                       before), changed_mac otherwise
   CONFLICT, claims by members      -> remembered; no new event
@@ -437,10 +440,13 @@ class Tracker:
                 u.announced_at = ts
             self._touch(key, b, ts)
             return
+        if sha == u.old_mac and frame.kind is ArpKind.ANNOUNCEMENT and not u.failback:
+            self._fail_back(key, b, sha, ts)
+            return
         interface, vlan = self._domains[dom]
         if self.policy.same_group(interface, vlan, frame.spa, b.mac, sha):
             reason = ConflictReason.SPLIT_BRAIN
-        elif frame.kind is ArpKind.ANNOUNCEMENT and sha == u.old_mac:
+        elif u.failback and sha == u.old_mac:
             reason = ConflictReason.OWNER_DEFENDED
         elif (
             frame.kind is ArpKind.REPLY
@@ -451,6 +457,19 @@ class Tracker:
         else:
             reason = ConflictReason.BOTH_ACTIVE
         self._hold_to_conflict(key, dom, b, u, sha, ts, reason, events)
+
+    def _fail_back(self, key: int, b: Binding, owner: bytes, ts: float) -> None:
+        """The old owner announced the address inside the hold: a failback (a VRRP master
+        back from a restart preempts and announces; the backup falls silent), not a conflict.
+        The binding returns at once and a new hold starts with the other side displaced."""
+        self._move(key, b, owner, ts)
+        back = Unsettled(Phase.HOLD, ts, ts + self.policy.hold)
+        back.old_mac = b.mac
+        back.old_last = b.last_seen
+        back.takeover = Takeover.ANNOUNCED
+        back.announced_at = ts
+        back.failback = True
+        self._unsettle(key, back)
 
     def _hold_to_conflict(
         self,

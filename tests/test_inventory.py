@@ -178,7 +178,8 @@ def test_commands_against_a_running_sensor(tmp_path: Path) -> None:
         (1000.0, announcement("10.0.0.5", A)),
         (1001.0, announcement("10.0.0.6", C)),
         (1010.0, announcement("10.0.0.5", B)),  # takes over: hold
-        (1011.0, announcement("10.0.0.5", A)),  # the owner is alive: conflict
+        (1011.0, announcement("10.0.0.5", A)),  # the owner announces it back: failback
+        (1012.0, announcement("10.0.0.5", B)),  # and B again: both alive, conflict
     ])
     state = tmp_path / "state.sqlite"
     sensor = subprocess.Popen(

@@ -206,7 +206,8 @@ def test_replay_without_finish_keeps_the_conflict_active(tmp_path: Path) -> None
         (t0 + 5, announcement("10.0.0.10", B)),           # takeover by announcement
         (t0 + 40, announcement("10.0.20.5", C, vlan=20)),  # hold of .10 over: failover
         (t0 + 41, announcement("10.0.20.5", D, vlan=20)),
-        (t0 + 42, announcement("10.0.20.5", C, vlan=20)),  # old owner defends: conflict
+        (t0 + 42, announcement("10.0.20.5", C, vlan=20)),  # old owner announces: failback
+        (t0 + 43, announcement("10.0.20.5", D, vlan=20)),  # D again, both alive: conflict
     ])
     sensor = Sensor(Config(), EventWriter(str(tmp_path / "events.jsonl")))
     registry = build_registry(sensor.stats, sensor.config, started=t0)
@@ -216,7 +217,7 @@ def test_replay_without_finish_keeps_the_conflict_active(tmp_path: Path) -> None
     assert get("arpwatchd_conflict_active", conflict) == 1
     assert get("arpwatchd_failovers_total", {"interface": "lab0", "vlan": ""}) == 1
     assert get("arpwatchd_events_total", {"event": "conflict", "severity": "critical"}) == 1
-    assert get("arpwatchd_last_arp_timestamp_seconds", {"interface": "lab0"}) == t0 + 42
+    assert get("arpwatchd_last_arp_timestamp_seconds", {"interface": "lab0"}) == t0 + 43
     sensor.finish()  # what replay --serve does on SIGTERM
     assert get("arpwatchd_conflict_active", conflict) is None
     assert get("arpwatchd_active_conflicts") == 0

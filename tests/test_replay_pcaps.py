@@ -139,12 +139,13 @@ EXPECTED: dict[str, list[E]] = {
         E("conflict_resolved", "192.168.10.80", NAS, NEWVM, "announcement_answered",
           "09:04:10.000500"),
     ],
-    # The device's request at 140 s takes the address; the PC's announcement 1.2 ms later is
-    # the old owner announcing within the hold -> owner_defended. Device's last claim 210.0005.
+    # The device's request at 140 s takes the address (hold); the PC's announcement 1.2 ms
+    # later is a failback (DESIGN section 3); the device answering a client at 150.0005 after
+    # it, within the new hold, shows both alive -> owner_defended. Device's last claim 210.0005.
     "owner-defended": [
         *OFFICE,
         new("192.168.10.90", PC, "09:00:07.000000"),
-        E("conflict", "192.168.10.90", PC, LABDEV, "owner_defended", "09:02:20.001200"),
+        E("conflict", "192.168.10.90", LABDEV, PC, "owner_defended", "09:02:30.000500"),
         E("conflict_resolved", "192.168.10.90", PC, LABDEV, "owner_defended",
           "09:04:00.000500"),
     ],
@@ -235,16 +236,17 @@ EXPECTED: dict[str, list[E]] = {
         new("192.168.10.45", PCMK1, "09:00:10.000000"),
         E("failover", "192.168.10.45", PCMK2, PCMK1, "group", "09:03:13.000300"),
     ],
-    # Node 2 announces at 126 s (hold); node 1 announces at 133 s: two group members claiming
-    # at once -> split_brain. Node 2's last claim is at 215.0005 -> resolved at 245.0005.
+    # Node 2 announces at 126 s (hold); node 1 announces at 133 s: a failback (new hold, node 2
+    # displaced); node 2 answering a client at 140.0005 -> two group members alive ->
+    # split_brain. Claims every 15 s; node 2's last at 215.0005 -> resolved 30 s later.
     "group-split-brain": [
         *OFFICE,
         new("192.168.10.46", PCMK1, "09:00:03.000000"),
         new("192.168.10.47", PCMK2, "09:00:03.500000"),
         new("192.168.10.45", PCMK1, "09:00:10.000000"),
-        E("conflict", "192.168.10.45", PCMK1, PCMK2, "split_brain", "09:02:13.000000"),
+        E("conflict", "192.168.10.45", PCMK2, PCMK1, "split_brain", "09:02:20.000500"),
         E("conflict_resolved", "192.168.10.45", PCMK1, PCMK2, "split_brain",
-          "09:04:21.500050"),
+          "09:04:05.000500"),
     ],
     # protected-address.yml: .5 belongs to the PBX, silent in the whole capture. The printer's
     # first announcement is a conflict at once; its last claim is at 180 s -> resolved at 210
@@ -418,11 +420,11 @@ def test_replay_command_prints_the_contract_json() -> None:
     conflict = next(d for d in lines if d["event"] == "conflict")
     assert conflict["severity"] == "critical"
     assert conflict["interface"] == "replay"
-    assert conflict["ts"] == "2024-03-04T09:02:13.000000Z"
+    assert conflict["ts"] == "2024-03-04T09:02:20.000500Z"
     resolved = lines[-1]
     assert resolved["severity"] == "info"
-    assert resolved["since"] == "2024-03-04T09:02:13.000000Z"
-    assert resolved["duration"] == pytest.approx(128.50005)
+    assert resolved["since"] == "2024-03-04T09:02:20.000500Z"
+    assert resolved["duration"] == pytest.approx(105.0)
 
 
 def _generator() -> ModuleType:

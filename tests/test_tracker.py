@@ -72,11 +72,50 @@ def test_old_owner_claiming_during_hold_is_conflict_both_active() -> None:
     assert t.snapshot().conflicts_active_total == 1
 
 
-def test_old_owner_announcing_during_hold_is_owner_defended() -> None:
+def test_old_owner_announcing_during_hold_is_a_failback_not_a_conflict() -> None:
+    """keepalived's master restarted: the backup announces (5 at once, 5 more 5 s later), the
+    master is back 8 s later and preempts with the same bursts, the backup falls silent."""
+    t = tracker()
+    feed(t, (T0, garp(A, IP)))
+    events = feed(t, *[(T0 + 10 + i * 0.001, garp(B, IP)) for i in range(5)])
+    events += feed(t, *[(T0 + 15 + i * 0.001, garp(B, IP)) for i in range(5)])
+    events += feed(t, *[(T0 + 18 + i * 0.001, garp(A, IP)) for i in range(5)])
+    events += feed(t, *[(T0 + 23 + i * 0.001, garp(A, IP)) for i in range(5)])
+    assert events == []
+    assert [r.mac for r in t.bindings() if r.ip == parse_ip(IP)] == [parse_mac(A)]
+    events = t.tick(T0 + 1000)
+    assert brief(events) == [("failover", IP, A, B, "announced")]
+    assert events[0].ts == T0 + 48 and events[0].since == T0 + 18
+    assert t.snapshot().conflicts_active_total == 0
+
+
+def test_displaced_side_claiming_after_a_failback_is_owner_defended() -> None:
+    t = tracker()
+    feed(t, (T0, garp(A, IP)))
+    events = feed(t, (T0 + 10, garp(B, IP)), (T0 + 15, garp(A, IP)),
+                  (T0 + 30, request(B, IP, "10.0.0.1")))
+    assert brief(events) == [("conflict", IP, B, A, "owner_defended")]
+    assert events[0].ts == T0 + 30
+
+
+def test_displaced_side_announcing_again_after_a_failback_is_owner_defended() -> None:
+    """Two hosts taking an address from each other with announcements are both alive: one
+    failback is routine, a second one inside its hold is the conflict."""
+    t = tracker()
+    feed(t, (T0, garp(A, IP)))
+    events = feed(t, (T0 + 10, garp(B, IP)), (T0 + 12, garp(A, IP)), (T0 + 14, garp(B, IP)))
+    assert brief(events) == [("conflict", IP, B, A, "owner_defended")]
+
+
+def test_old_owner_plain_claim_after_a_failback_window_is_an_ordinary_takeover() -> None:
+    """The failback's hold ends (failover back to A); B's claim a minute later starts over."""
     t = tracker()
     feed(t, (T0, garp(A, IP)))
     events = feed(t, (T0 + 10, garp(B, IP)), (T0 + 15, garp(A, IP)))
-    assert brief(events) == [("conflict", IP, A, B, "owner_defended")]
+    events += feed(t, (T0 + 100, garp(B, IP)))
+    events += t.tick(T0 + 1000)
+    assert brief(events) == [("failover", IP, A, B, "announced"),
+                             ("failover", IP, B, A, "announced")]
 
 
 def test_reply_soon_after_announcement_is_announcement_answered() -> None:
@@ -93,8 +132,12 @@ def test_group_members_both_claiming_is_split_brain_and_group_takeover_is_failov
     events = feed(t, (T0 + 50, request(B, IP, "10.0.0.1")))
     events += t.tick(T0 + 100)
     assert brief(events) == [("failover", IP, B, A, "group")]
+    # A takes the address back by announcing, B announces it back (a failback of its own),
+    # then A claims it again: both members alive
     events = feed(t, (T0 + 200, garp(A, IP)), (T0 + 201, garp(B, IP)))
-    assert brief(events) == [("conflict", IP, B, A, "split_brain")]
+    assert events == []
+    events = feed(t, (T0 + 205, request(A, IP, "10.0.0.1")))
+    assert brief(events) == [("conflict", IP, A, B, "split_brain")]
 
 
 def test_unsolicited_reply_takeover_is_conflict_at_once_with_suspect() -> None:
