@@ -1,15 +1,21 @@
-"""Files the sensor creates as root (issue #15, item 6, and the file side of item 1).
+"""Files the sensor creates as root, and the port it listens on (issue #15, item 6, and the
+file side of item 1).
 
 Why these tests: the state store and the events hold every address on the LAN, so they are
 private whatever the umask the sensor was started with; a link planted where the sensor
 writes as root must never be followed (SQLite itself writes through a hard-linked -wal or
--shm and chowns it).
+-shm and chowns it); the metrics endpoint must answer only what it serves, and must not be
+opened to the whole network by an address that names no host.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip
+import http.client
+import logging
 import os
+import socket
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,12 +24,16 @@ import pytest
 
 from arpwatchd import tools
 from arpwatchd.cli import main
+from arpwatchd.config import Config, ConfigError, load_config, parse_config
 from arpwatchd.events import Event, EventKind
 from arpwatchd.frames import announcement, write_pcap
+from arpwatchd.metrics import MetricsServer, parse_metrics_address, start_metrics
 from arpwatchd.output import EventWriter, OutputError
+from arpwatchd.stats import SensorStats
 from arpwatchd.store import Store, StoreError
 from arpwatchd.tracker import BindingRecord
 
+ROOT = Path(__file__).parents[1]
 MAC = "02:00:00:00:00:0a"
 IS_ROOT = os.geteuid() == 0
 NEW = Event(1709542800.2, EventKind.NEW_STATION, "eth0", None, "10.0.0.1", MAC)
@@ -199,3 +209,100 @@ def test_export_chmods_its_own_temporary_file_not_a_link_swapped_in(
     assert main(["export-arpdat", "--state", str(state), "-o", str(out_dir / "arp.dat")]) == 0
     assert untouched(victim)
     assert mode(tmp_path / "moved") == 0o644
+
+
+# ---------------------------------------------------------------------- the metrics port
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def server() -> Iterator[MetricsServer]:
+    stats = SensorStats()
+    stats.capture("eth0")
+    running = start_metrics(stats, Config(), "127.0.0.1", _free_port(), started=5.0)
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+def _request(server: MetricsServer, method: str, path: str,
+             headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        connection.request(method, path, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def test_metrics_are_served_at_metrics_only(server: MetricsServer) -> None:
+    status, headers, body = _request(server, "GET", "/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert b"arpwatchd_start_time_seconds 5.0" in body
+    for path in ("/debug", "/../../etc/passwd", "/metrics/", "/favicon.ico", "/metricsx"):
+        status, _, body = _request(server, "GET", path)
+        assert (status, b"arpwatchd_" in body) == (404, False), path
+
+
+def test_metrics_head_and_index_page_and_other_methods(server: MetricsServer) -> None:
+    _, get_headers, get_body = _request(server, "GET", "/metrics")
+    status, headers, body = _request(server, "HEAD", "/metrics")
+    assert (status, body) == (200, b"")
+    assert headers["Content-Type"] == get_headers["Content-Type"]
+    assert int(headers["Content-Length"]) == len(get_body)
+    status, headers, body = _request(server, "GET", "/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert b'<a href="/metrics">' in body
+    for method, path in (("POST", "/metrics"), ("PUT", "/"), ("DELETE", "/metrics")):
+        status, headers, _ = _request(server, method, path)
+        assert (status, headers.get("Allow")) == (405, "GET, HEAD"), (method, path)
+
+
+def test_metrics_content_negotiation_is_prometheus_clients(server: MetricsServer) -> None:
+    status, headers, body = _request(
+        server, "GET", "/metrics", {"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert status == 200 and headers["Content-Type"].startswith("application/openmetrics-text")
+    assert body.endswith(b"# EOF\n")
+    status, headers, body = _request(server, "GET", "/metrics", {"Accept-Encoding": "gzip"})
+    assert status == 200 and headers["Content-Encoding"] == "gzip"
+    assert b"arpwatchd_build_info{" in gzip.decompress(body)
+
+
+@pytest.mark.parametrize("text", [":9000", "[]:9000"])
+def test_metrics_address_without_a_host_is_a_usage_error(
+    text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(ValueError, match=r"write 0\.0\.0\.0:9000 or \[::\]:9000"):
+        parse_metrics_address(text)
+    with pytest.raises(SystemExit) as info:
+        main(["replay", "--metrics-address", text, "x.pcap"])
+    assert info.value.code == 2
+    assert "0.0.0.0:9000" in capsys.readouterr().err.splitlines()[-1]
+
+
+@pytest.mark.parametrize("address", ['""', "' '"])
+def test_config_metrics_address_without_a_host_is_refused(address: str) -> None:
+    with pytest.raises(ConfigError, match=r"metrics\.address.*write 0\.0\.0\.0 or ::"):
+        parse_config(f"metrics:\n  address: {address}\n", "site.yml")
+
+
+def test_shipped_config_passes_the_address_rule() -> None:
+    assert load_config(str(ROOT / "deploy" / "arpwatchd.yml")).metrics.address == "0.0.0.0"
+    unit = (ROOT / "deploy" / "arpwatchd.service").read_text()
+    assert "--metrics-address" not in unit  # it takes the config's address
+
+
+def test_metrics_reachable_from_the_network_are_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="arpwatchd")
+    for address, port in (("127.0.0.1", _free_port()), ("0.0.0.0", _free_port())):
+        start_metrics(SensorStats(), Config(), address, port).close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"metrics on 0.0.0.0:{port} are reachable from the network"]
