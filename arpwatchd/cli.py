@@ -36,7 +36,7 @@ from arpwatchd.privileges import PrivilegeError, drop_to
 from arpwatchd.sensor import Sensor
 from arpwatchd.sinks import open_sinks
 from arpwatchd.stats import SensorStats
-from arpwatchd.store import Store, StoreError
+from arpwatchd.store import Store, StoreError, state_files
 
 if TYPE_CHECKING:
     from arpwatchd.metrics import MetricsServer
@@ -211,10 +211,10 @@ def _run(args: argparse.Namespace) -> int:
         log.info("metrics on %s", server.url)
     loop.open_all()
     if args.user:
-        writable = [Path(state_path)]
+        writable = state_files(state_path)
         if config.output.events != "-":
             writable.append(Path(config.output.events))
-        drop_to(args.user, writable)
+        drop_to(args.user, writable, store.created_directories)
         log.info("running as %s with only CAP_NET_RAW and CAP_NET_ADMIN", args.user)
     log.info("capturing on %s; %d bindings restored from %s", ", ".join(interfaces), restored,
              state_path)

@@ -292,6 +292,13 @@ def _port(text: str) -> int:
     return value
 
 
+def _metrics_host(text: str) -> str:
+    if not text.strip():
+        raise ValueError("an empty address would listen on every interface: write 0.0.0.0 or "
+                         ":: for that (reachable from the network), or 127.0.0.1")
+    return text
+
+
 def _bool(text: str) -> bool:
     lowered = text.lower()
     if lowered in ("true", "yes", "on"):
@@ -596,7 +603,8 @@ class _Reader:
         fields = node.mapping({"address", "port", "max_conflict_series"})
         defaults = MetricsConfig()
         return MetricsConfig(
-            address=fields["address"].scalar() if "address" in fields else defaults.address,
+            address=fields["address"].convert(_metrics_host)
+            if "address" in fields else defaults.address,
             port=fields["port"].convert(_port) if "port" in fields else defaults.port,
             max_conflict_series=fields["max_conflict_series"].convert(_positive_int)
             if "max_conflict_series" in fields else defaults.max_conflict_series,

@@ -23,6 +23,8 @@ empty label as absent, so `vlan=~".*"` matches both).
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import platform
 import threading
 from collections import Counter
@@ -30,7 +32,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -41,6 +43,9 @@ from arpwatchd.events import EventKind
 from arpwatchd.output import OutputError
 from arpwatchd.stats import CaptureState, SensorStats
 from arpwatchd.tracker import TrackerStats
+from arpwatchd.web import routed, serve
+
+log = logging.getLogger("arpwatchd")
 
 PREFIX = "arpwatchd_"
 SKIP_REASONS = (*(r.value for r in SkipReason), "own_frame")
@@ -61,10 +66,12 @@ def vlan_label(vlan: int | str | None) -> str:
 
 
 def parse_metrics_address(text: str) -> tuple[str, int] | None:
-    """Parses `--metrics-address`: HOST:PORT, [IPv6]:PORT or :PORT; `0` or port 0 disable.
+    """Parses `--metrics-address`: HOST:PORT or [IPv6]:PORT; `0` or port 0 disable.
+
+    An empty host (`:PORT`) is refused: it would listen on every interface without saying so.
 
     Returns:
-        (host, port), or None when metrics are disabled. An empty host means all addresses.
+        (host, port), or None when metrics are disabled.
 
     Raises:
         ValueError: with a message fit for the command line.
@@ -84,6 +91,9 @@ def parse_metrics_address(text: str) -> tuple[str, int] | None:
     port = int(port_text)
     if port == 0:
         return None
+    if not host:
+        raise ValueError(f"no host in {text!r}: write 0.0.0.0:{port} or [::]:{port} to listen "
+                         f"on every interface (reachable from the network), or 127.0.0.1:{port}")
     return host, port
 
 
@@ -330,10 +340,7 @@ class MetricsServer:
 
     @property
     def url(self) -> str:
-        host = self.host or "0.0.0.0"
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{self.port}/metrics"
+        return f"http://{_host_port(self.host, self.port)}/metrics"
 
     def close(self) -> None:
         self._server.shutdown()
@@ -353,19 +360,26 @@ def start_metrics(
     stats: SensorStats, config: Config, address: str, port: int, *, started: float = 0.0
 ) -> MetricsServer:
     """Serves /metrics on address:port from a daemon thread; returns the running server.
+    Logs a warning when the address is not a loopback one.
 
     Raises:
         MetricsError: the port is busy or the address cannot be bound, in one line.
     """
     registry = build_registry(stats, config, started)
-    bind = address or "0.0.0.0"
     try:
-        server, thread = start_http_server(port, addr=bind, registry=registry)
+        server, thread = serve(routed(make_wsgi_app(registry)), address, port)
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        shown = f"[{bind}]" if ":" in bind else bind
         raise MetricsError(
-            f"metrics: cannot listen on {shown}:{port}: {reason}; choose another with "
-            f"--metrics-address HOST:PORT or metrics.port in the config (0 disables)"
+            f"metrics: cannot listen on {_host_port(address, port)}: {reason}; choose another "
+            f"with --metrics-address HOST:PORT or metrics.port in the config (0 disables)"
         ) from None
-    return MetricsServer(server, thread, bind, server.server_port, registry)
+    bound = ipaddress.ip_address(str(server.server_address[0]))
+    if not bound.is_loopback:
+        log.warning("metrics on %s are reachable from the network",
+                    _host_port(str(bound), server.server_port))
+    return MetricsServer(server, thread, address, server.server_port, registry)
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -7,6 +7,7 @@ No decisions here: events arrive already decided, limited and filtered; this onl
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 from collections import Counter
@@ -14,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol, TextIO
 
 from arpwatchd.events import Event, Severity
+from arpwatchd.files import STREAMS, UnsafeFileError, open_file
 from arpwatchd.vendors import Vendors
 
 log = logging.getLogger("arpwatchd")
@@ -49,11 +51,7 @@ class EventWriter:
             self._stream = sys.stdout
             self._owned = False
         else:
-            try:
-                self._stream = open(destination, "a", encoding="utf-8")  # noqa: SIM115
-            except OSError as exc:
-                raise OutputError(f"{destination}: cannot open events file: {exc.strerror}") \
-                    from None
+            self._stream = _open_events(destination, "open")
             self._owned = True
 
     def reopen(self) -> None:
@@ -65,11 +63,7 @@ class EventWriter:
         """
         if not self._owned:
             return
-        try:
-            stream = open(self.destination, "a", encoding="utf-8")  # noqa: SIM115
-        except OSError as exc:
-            raise OutputError(f"{self.destination}: cannot reopen events file: {exc.strerror}") \
-                from None
+        stream = _open_events(self.destination, "reopen")
         self._stream.close()
         self._stream = stream
 
@@ -118,6 +112,22 @@ class EventWriter:
             sink.close()
         if self._owned:
             self._stream.close()
+
+
+def _open_events(path: str, verb: str) -> TextIO:
+    """Appends to `path`, created 0640 if missing; never through a link (it is opened as
+    root), but /dev/null or a FIFO are fine.
+
+    Raises:
+        OutputError: in one line.
+    """
+    try:
+        fd = open_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640, kinds=STREAMS)
+    except UnsafeFileError as exc:
+        raise OutputError(f"{path}: cannot {verb} events file: it {exc.reason}") from None
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot {verb} events file: {exc.strerror}") from None
+    return os.fdopen(fd, "a", encoding="utf-8")
 
 
 def _counters(sink: EventSink) -> dict[str, int]:

@@ -6,6 +6,11 @@ working without privilege. The sensor keeps CAP_NET_RAW and CAP_NET_ADMIN in its
 effective sets (PR_SET_KEEPCAPS across setuid, then capset), so it can reopen an interface
 that went away and send defense frames, and nothing else: no file or process privileges.
 Linux only; uses libc through ctypes because the standard library has no capset.
+
+Before that, root hands the user the files the sensor goes on writing, and only those: the
+state file, its exact -wal and -shm companions, the events file, and the directories the
+sensor created itself. Anyone who can write their directory could have put a link there, so
+each is chowned through a descriptor opened without following links (see `files`).
 """
 
 from __future__ import annotations
@@ -13,9 +18,15 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import grp
+import logging
 import os
 import pwd
+from collections.abc import Sequence
 from pathlib import Path
+
+from arpwatchd.files import DIRECTORY, REGULAR, hand_over
+
+log = logging.getLogger("arpwatchd")
 
 CAP_NET_ADMIN = 12
 CAP_NET_RAW = 13
@@ -45,14 +56,16 @@ def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
-def drop_to(user: str, writable: list[Path]) -> None:
+def drop_to(user: str, files: Sequence[Path], directories: Sequence[Path] = ()) -> None:
     """Becomes `user`, keeping only CAP_NET_RAW and CAP_NET_ADMIN.
 
-    `writable` paths (the state file and its directory, the events file) are handed to the
-    user first so the store keeps working.
+    `files` (state, -wal, -shm, events) and `directories` (only those the sensor created) are
+    handed to the user first, each refusal logged in one line: a link, a device (/dev/null),
+    anything that is not what it should be stays as it is.
 
     Raises:
-        PrivilegeError: unknown user, not root, or the kernel refused.
+        PrivilegeError: unknown user, not root, the kernel refused, or a path that was not
+            handed over is one the user cannot write (the sensor reopens it by name later).
     """
     try:
         entry = pwd.getpwnam(user)
@@ -62,10 +75,8 @@ def drop_to(user: str, writable: list[Path]) -> None:
         if os.geteuid() == entry.pw_uid:
             return
         raise PrivilegeError(f"--user {user}: only root can change user")
-    for path in writable:
-        for target in (path, *path.parent.glob(path.name + "-*")):
-            if target.exists():
-                os.chown(target, entry.pw_uid, entry.pw_gid)
+    kept = _hand_over(user, entry, [(path, REGULAR) for path in files]
+                      + [(path, DIRECTORY) for path in directories])
     libc = _libc()
     keep = (1 << CAP_NET_RAW) | (1 << CAP_NET_ADMIN)
     for cap in range(_CAP_LAST + 1):  # nothing exec'd later can regain other capabilities
@@ -87,6 +98,22 @@ def drop_to(user: str, writable: list[Path]) -> None:
     if libc.syscall(number, ctypes.byref(header), data) != 0:
         raise PrivilegeError(f"capset failed: {os.strerror(ctypes.get_errno())}")
     os.environ["HOME"] = entry.pw_dir
+    for path, reason in kept:
+        if not os.access(path, os.W_OK):
+            raise PrivilegeError(f"--user {user}: {reason}, so it was not handed over, and "
+                                 f"user {user} cannot write it; give another path")
+
+
+def _hand_over(user: str, entry: pwd.struct_passwd,
+               paths: list[tuple[Path, frozenset[int]]]) -> list[tuple[Path, str]]:
+    """chowns each path to the user; returns those kept as they were, with why."""
+    kept = []
+    for path, kinds in paths:
+        reason = hand_over(path, entry.pw_uid, entry.pw_gid, kinds)
+        if reason is not None:
+            log.warning("--user %s: not handed over: %s", user, reason)
+            kept.append((path, reason))
+    return kept
 
 
 def capabilities(pid: int | str = "self") -> dict[str, int]:

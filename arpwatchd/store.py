@@ -8,6 +8,7 @@ file while the sensor writes. The schema version lives in `PRAGMA user_version`.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any, TypeVar
 
 from arpwatchd.addresses import mac_text, parse_mac
 from arpwatchd.events import Event
+from arpwatchd.files import UnsafeFileError, check_existing, make_directories, open_file
 from arpwatchd.tracker import BindingRecord
 
 T = TypeVar("T")
@@ -57,8 +59,19 @@ CREATE TABLE IF NOT EXISTS macs_seen (  -- per-MAC times and hostnames imported 
 """
 
 
+_COMPANIONS = ("-wal", "-shm", "-journal")
+"""Files SQLite opens beside the state file. Running as root, it writes through a hard link
+there and chowns it to the state file's owner, even for a read-only connection."""
+
+
 class StoreError(Exception):
     """The state file cannot be opened or written; one line naming the file."""
+
+
+def state_files(path: str) -> list[Path]:
+    """The state file and its WAL-mode companions: what a sensor run with --user keeps
+    writing."""
+    return [Path(path + suffix) for suffix in ("", "-wal", "-shm")]
 
 
 class Store:
@@ -69,12 +82,18 @@ class Store:
         self.path = path
         self.max_events = max_events
         self._writes = 0
+        self.created_directories: list[Path] = []
+        """Directories made for the state file (0700): the sensor's own, so --user gets them."""
         try:
+            for suffix in ("", *_COMPANIONS):  # never a link: SQLite would follow it as root
+                check_existing(path + suffix)
             if readonly:
                 uri = Path(path).resolve().as_uri() + "?mode=ro"
                 self._db = sqlite3.connect(uri, uri=True, isolation_level=None)
             else:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                self.created_directories = make_directories(Path(path).parent)
+                # SQLite would create it with the umask's mode and give -wal and -shm that mode
+                os.close(open_file(path, os.O_RDWR | os.O_CREAT, 0o600))
                 self._db = sqlite3.connect(path, isolation_level=None)
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
@@ -84,7 +103,7 @@ class Store:
                 self._db.execute("PRAGMA wal_autocheckpoint=10000")
                 self._migrate()
             self._db.execute("PRAGMA busy_timeout=5000")
-        except (sqlite3.Error, OSError) as exc:
+        except (sqlite3.Error, OSError, UnsafeFileError) as exc:
             raise StoreError(f"{path}: cannot open state store: {exc}") from None
 
     def _migrate(self) -> None:

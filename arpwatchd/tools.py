@@ -199,10 +199,10 @@ def _export(args: argparse.Namespace, path: str) -> int:
     tmp = ""
     try:  # temp file + rename, as arpwatch does: a reader never sees half a file
         fd, tmp = tempfile.mkstemp(prefix=".arp.dat.", dir=target.parent)
+        os.fchmod(fd, 0o644)  # not chmod(tmp): the name may be a link by then (root, shared dir)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             _write(out, lines)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
+        os.replace(tmp, target)  # replaces a link at `target`, never writes through it
     except OSError as exc:
         if tmp:
             with contextlib.suppress(OSError):

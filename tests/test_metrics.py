@@ -228,7 +228,7 @@ def test_replay_without_finish_keeps_the_conflict_active(tmp_path: Path) -> None
 @pytest.mark.parametrize(("text", "expected"), [
     ("127.0.0.1:20806", ("127.0.0.1", 20806)),
     ("0.0.0.0:9000", ("0.0.0.0", 9000)),
-    (":9000", ("", 9000)),
+    ("[::]:9000", ("::", 9000)),
     ("[::1]:9000", ("::1", 9000)),
     ("localhost:1", ("localhost", 1)),
     ("0", None),
