@@ -148,6 +148,15 @@ class BindingRecord(NamedTuple):
     state: str = "ok"
 
 
+class StoreChanges(NamedTuple):
+    """What one store transaction must write: `replace` means the bindings table is to hold
+    exactly `upserts` (removals too many to list)."""
+
+    upserts: list[BindingRecord]
+    removed: list[tuple[str, int | None, int]]
+    replace: bool
+
+
 @dataclass(frozen=True, slots=True)
 class TrackerStats:
     """An immutable snapshot for the metrics thread; never a view of live dicts."""
