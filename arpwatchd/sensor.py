@@ -34,6 +34,8 @@ RETRY_MAX = 60.0
 STORE_ROWS = 65536
 """Changes gathered before a store write between clock ticks: large, sorted transactions
 cost SQLite a third per row of small ones under a flood (benchmarks/README.md)."""
+STORE_CHUNK = 4 * STORE_ROWS
+"""Rows per transaction when a backlog is written (memory for the rows built at once)."""
 OWN_FRAMES_KEPT = 1024
 
 
@@ -250,7 +252,7 @@ class Sensor:
         or once enough have gathered (one transaction for many batches under load). After a
         failure, retries wait for the backoff (but the final write is always tried)."""
         if self.store is None:
-            self.tracker.changes_stored()
+            self.tracker.drop_changes()
             return
         self._queue_events(events)
         if self.store_error is not None and not final:
@@ -260,24 +262,28 @@ class Sensor:
                 self.tracker.changed_count + len(self._pending_events) < STORE_ROWS):
             return
         self._log_dropped()
-        changes = self.tracker.changes()
-        if not (changes.upserts or changes.removed or changes.replace or self._pending_events):
-            return
-        try:
-            self.store.write(changes.upserts, changes.removed, self._pending_events,
-                             replace=changes.replace)
-        except StoreError as exc:
-            self._store_failed(str(exc), len(changes.upserts) + len(changes.removed))
-            return
-        self.tracker.changes_stored()
-        self._pending_events.clear()
+        stored = 0
+        while True:  # in chunks: a backlog's retry costs one chunk until the disk has room
+            changes = self.tracker.changes(STORE_CHUNK)
+            if not (changes.changed_keys or changes.removed_keys or changes.replace
+                    or self._pending_events):
+                break
+            try:
+                self.store.write(changes.upserts, changes.removed, self._pending_events,
+                                 replace=changes.replace)
+            except StoreError as exc:
+                self._store_failed(str(exc), self.tracker.changed_count)
+                return
+            self.tracker.changes_stored(changes)
+            self._pending_events.clear()
+            stored += len(changes.upserts) + len(changes.removed)
+            with self.stats.lock:
+                self.stats.store_writes += 1
         if self.store_error is not None:
             log.warning("%s: state store writable again; the %d changes that waited are "
-                        "stored", self.store.path, len(changes.upserts) + len(changes.removed))
+                        "stored", self.store.path, stored)
             self.store_error = None
             self._retry_wait = RETRY_FIRST
-        with self.stats.lock:
-            self.stats.store_writes += 1
 
     def _queue_events(self, events: list[Event]) -> None:
         """Keeps events for the store's history, at most MAX_PENDING_EVENTS (the oldest go

@@ -262,27 +262,33 @@ class Tracker:
         if len(self._bindings) > self.policy.max_bindings:
             self._evict(len(self._bindings) - self.policy.max_bindings)
 
-    def changes(self) -> StoreChanges:
-        """What the store lacks: bindings changed and removed since the last
-        `changes_stored()`. The marks stay until then, so a failed write loses nothing and the
-        backlog of a full disk is no bigger than the bindings themselves.
-        """
+    def changes(self, limit: int | None = None) -> StoreChanges:
+        """What the store lacks, at most `limit` rows (all when a whole rewrite is due):
+        bindings changed and removed and not yet `changes_stored`. The marks stay until then,
+        so a failed write loses nothing and the backlog of a full disk costs no more memory
+        than the bindings themselves."""
         if self._rewrite:
-            return StoreChanges(self.bindings(), [], replace=True)
-        upserts = []
-        for key in self._changed:
-            b = self._bindings.get(key)
-            if b is not None:
-                upserts.append(self._record(key, b))
-        removed = []
-        for key in self._removed:
-            if key not in self._bindings:
-                interface, vlan = self._domains[key >> 32]
-                removed.append((interface, vlan, key & 0xFFFFFFFF))
-        return StoreChanges(upserts, removed, replace=False)
+            return StoreChanges(self.bindings(), [], True)
+        bindings = self._bindings
+        changed = list(islice(self._changed, limit))
+        left = None if limit is None else max(0, limit - len(changed))
+        gone = list(islice(self._removed, left))
+        upserts = [self._record(key, b) for key in changed
+                   if (b := bindings.get(key)) is not None]
+        removed = [(*self._domains[key >> 32], key & 0xFFFFFFFF)
+                   for key in gone if key not in bindings]
+        return StoreChanges(upserts, removed, False, changed, gone)
 
-    def changes_stored(self) -> None:
-        """The last `changes()` is safely stored (call with no frame observed in between)."""
+    def changes_stored(self, changes: StoreChanges) -> None:
+        """`changes` are safely stored: their marks go (no frame observed since `changes`)."""
+        if changes.replace:
+            self.drop_changes()
+        else:
+            self._changed.difference_update(changes.changed_keys)
+            self._removed.difference_update(changes.removed_keys)
+
+    def drop_changes(self) -> None:
+        """Forgets every mark (a sensor without a store)."""
         self._changed.clear()
         self._removed.clear()
         self._rewrite = False

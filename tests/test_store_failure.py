@@ -33,7 +33,7 @@ from arpwatchd.sensor import Sensor
 from arpwatchd.store import Store, StoreError
 from arpwatchd.tracker import Tracker
 
-STATIONS = 250_000
+STATIONS = 210_000
 """More than the 200,000 pending changes the sensor used to clear without a word."""
 
 
@@ -124,9 +124,11 @@ class FailingStore(Store):
 
     failures = 0
     attempts = 0
+    rows: list[int] = []  # noqa: RUF012  (replaced per instance)
 
     def write(self, *args: object, **kwargs: object) -> None:  # type: ignore[override]
         self.attempts += 1
+        self.rows = [*self.rows, len(args[0]) + len(args[1])]  # type: ignore[arg-type]
         if self.failures:
             self.failures -= 1
             raise StoreError(f"{self.path}: cannot write state: disk full")
@@ -185,6 +187,19 @@ def test_retries_back_off_from_1_s_doubling(tmp_path: Path) -> None:
     assert sensor.store_error is None and len(store.load_bindings()) == 10
 
 
+def test_a_backlog_is_written_in_chunks_so_a_retry_costs_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sensor_module, "STORE_CHUNK", 10)
+    clock = [0.0]
+    sensor, store = sensor_on(tmp_path, 2, clock)
+    replay(sensor, stations(tmp_path, 35), "eth0", finish=False)
+    sensor.flush()
+    sensor.flush()
+    assert store.rows == [10, 10, 10, 10, 10, 5]
+    assert sensor.store_error is None and len(store.load_bindings()) == 35
+
+
 def test_a_long_failure_under_evictions_rewrites_the_store_to_match_memory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -213,7 +228,7 @@ def write_changes(tracker: Tracker, store: Store) -> bool:
     """Writes what the tracker says the store lacks; returns whether it was a rewrite."""
     changes = tracker.changes()
     store.write(changes.upserts, changes.removed, [], replace=changes.replace)
-    tracker.changes_stored()
+    tracker.changes_stored(changes)
     return changes.replace
 
 
