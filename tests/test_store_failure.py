@@ -283,3 +283,33 @@ def test_capture_on_a_tun_interface_is_refused_naming_it(tmp_path: Path) -> None
     assert out.stderr.splitlines() == [
         "arpwatchd: tun7: link type raw IP is not supported (Ethernet, Linux cooked capture "
         "only)"]
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="capturing on lo and mounting a tmpfs need root")
+def test_run_stopped_with_its_store_full_exits_1_saying_what_is_not_stored(
+    tmp_path: Path
+) -> None:
+    log = tmp_path / "stderr.log"
+    with small_disk(tmp_path / "small", "256k") as disk:
+        state = disk / "state.sqlite"
+        with log.open("w") as err:
+            proc = subprocess.Popen(
+                [*ARPWATCHD, "run", "-i", "lo", "--state", str(state), "--metrics-address", "0",
+                 "--events", os.devnull], cwd=ROOT, stderr=err)
+        try:
+            wait_for(lambda: "capturing on lo" in log.read_text(), 30, "the sensor to start")
+            with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0) as sock:
+                sock.bind(("lo", 0))
+                for i in range(20_000):
+                    sock.send(announcement(0x0A000000 + i + 1, bytes([2, 0, 0, 0, i >> 8,
+                                                                       i & 0xFF])))
+            wait_for(lambda: "cannot write state" in log.read_text(), 30, "the store to fail")
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 1
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    last = log.read_text().splitlines()[-1]
+    assert re.fullmatch(f"arpwatchd: {state}: cannot write state: disk full: [0-9]+ binding "
+                        "changes and [0-9]+ events are not stored", last), last
