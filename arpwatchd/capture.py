@@ -18,11 +18,20 @@ from typing import Any
 import pcapy
 
 from arpwatchd.batch import META, Batch
+from arpwatchd.decode import SUPPORTED_LINKTYPES
 
 # libpcap's `vlan` shifts the offsets for the rest of the expression, even across `or`, so
 # the QinQ branch must nest inside the single-tag one.
 ARP_FILTER = "arp or (vlan and (arp or (vlan and arp)))"
 ARP_FILTER_NO_VLAN = "arp"  # Linux cooked captures: libpcap has no VLAN keyword there
+_LINK_NAMES = {
+    0: "BSD loopback (DLT_NULL)", 6: "Token Ring", 9: "PPP", 10: "FDDI", 12: "raw IP",
+    50: "PPP over HDLC", 101: "raw IP", 104: "Cisco HDLC", 105: "802.11", 108: "OpenBSD loopback",
+    119: "802.11 Prism", 127: "802.11 radiotap", 163: "802.11 AVS", 192: "PPI",
+    228: "raw IPv4", 229: "raw IPv6", 239: "Netlink", 253: "Linux netlink",
+}
+"""Link types met in the field that carry no Ethernet ARP (tun devices, Wi-Fi monitor mode,
+loopback captures), named as Wireshark names them."""
 _IFF_UP = 0x1
 _IFF_LOOPBACK = 0x8
 
@@ -57,6 +66,19 @@ def _activate_error(status: int) -> str:
     return _ACTIVATE_ERRORS.get(status, f"libpcap could not activate it (error {status})")
 
 
+def check_linktype(name: str, linktype: int) -> None:
+    """Refuses a link type the sensor cannot read ARP from, before libpcap's filter would
+    (its "expression rejects all packets" names no cause; a Wi-Fi capture it even accepts).
+
+    Raises:
+        CaptureError: naming the interface or file and the link type.
+    """
+    if linktype not in SUPPORTED_LINKTYPES:
+        kind = _LINK_NAMES.get(linktype, f"{linktype}")
+        raise CaptureError(f"{name}: link type {kind} is not supported "
+                           f"(Ethernet, Linux cooked capture only)")
+
+
 def _set_filter(reader: Any, name: str) -> None:
     try:
         reader.setfilter(ARP_FILTER)
@@ -88,6 +110,7 @@ class LiveCapture:
             status = reader.activate()
             if status is not None and status < 0:
                 raise CaptureError(f"{interface}: cannot capture: {_activate_error(status)}")
+            check_linktype(interface, reader.datalink())
             _set_filter(reader, interface)
             reader.setnonblock(1)
         except pcapy.PcapError as exc:
@@ -144,6 +167,7 @@ class FileCapture:
             reader = pcapy.open_offline(path)
         except pcapy.PcapError as exc:
             raise CaptureError(f"{path}: cannot read capture: {_message(exc)}") from None
+        check_linktype(path, reader.datalink())
         _set_filter(reader, path)
         return reader
 

@@ -194,7 +194,7 @@ def _run(args: argparse.Namespace) -> int:
     store = Store(state_path, max_events=config.max_events)
     writer = EventWriter(config.output.events, sinks=open_sinks(config.output))
     stats = SensorStats()
-    sensor = Sensor(config, writer, store, stats)
+    sensor = Sensor(config, writer, store, stats, clock=time.monotonic)
     if config.defense.addresses:
         sensor.defender = Defender(config.defense, nic_macs)
     flags = Flags()
@@ -229,6 +229,9 @@ def _run(args: argparse.Namespace) -> int:
             server.close()
         store.close()
         writer.close()
+    if sensor.store_error is not None:
+        print(f"arpwatchd: {sensor.store_error}: {sensor.unstored()}", file=sys.stderr)
+        return EXIT_FAILURE
     log.info("stopped (%s); state saved to %s", flags.signal_name or "end", state_path)
     return EXIT_OK
 
@@ -296,7 +299,7 @@ def _replay(args: argparse.Namespace) -> int:
         install_signals(flags)
     store = Store(args.state, max_events=config.max_events) if args.state else None
     writer = EventWriter(config.output.events, sinks=open_sinks(config.output))
-    sensor = Sensor(config, writer, store)
+    sensor = Sensor(config, writer, store, clock=time.monotonic)
     server: MetricsServer | None = None
     try:
         if endpoint is not None:
@@ -316,4 +319,7 @@ def _replay(args: argparse.Namespace) -> int:
         writer.close()
     for error in errors:
         print(f"arpwatchd: {error}", file=sys.stderr)
+    if sensor.store_error is not None:
+        print(f"arpwatchd: {sensor.store_error}: {sensor.unstored()}", file=sys.stderr)
+        return EXIT_FAILURE
     return EXIT_FAILURE if errors else EXIT_OK

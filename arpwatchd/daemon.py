@@ -254,32 +254,40 @@ def replay(
 ) -> list[str]:
     """Feeds capture files in order; returns one error line per damaged or unreadable file.
 
+    A file that cannot be read (missing, not a capture, a link type without ARP) does not
+    stop the others: each file is evidence of its own, and what was read is stored either way.
+
     With `finish=False` (replay --serve) holds and conflicts still open at the last packet
     stay open, so the metrics show the network as the capture left it; the caller runs
     `sensor.finish()` when it stops serving.
-
-    Raises:
-        CaptureError: a file cannot be opened at all (missing, not a capture).
     """
-    errors: list[str] = []
-    batch_size = sensor.config.capture.batch
-    for path in paths:
-        source = FileCapture(path)
-        decoder = sensor.decoder(interface, source.linktype)
-        reader = Prefetcher(source, batch_size)
-        try:
-            while batch := reader.read_batch():
-                sensor.feed(decoder, batch)
-        finally:
-            reader.close()
-            source.close()
-        if source.error is not None:
-            errors.append(source.error)
+    errors = [error for path in paths if (error := _replay_file(sensor, path, interface))]
     if finish:
         sensor.finish()
     else:
         sensor.flush()
     return errors
+
+
+def _replay_file(sensor: Sensor, path: str, interface: str) -> str | None:
+    """Feeds one file; returns why it could not be read to its end, or None."""
+    try:
+        source = FileCapture(path)
+    except CaptureError as exc:
+        return str(exc)
+    try:
+        decoder = sensor.decoder(interface, source.linktype)
+        reader = Prefetcher(source, sensor.config.capture.batch)
+        try:
+            while batch := reader.read_batch():
+                sensor.feed(decoder, batch)
+        finally:
+            reader.close()
+    except CaptureError as exc:
+        return str(exc)
+    finally:
+        source.close()
+    return source.error
 
 
 def serve_metrics(sensor: Sensor, address: str, port: int) -> MetricsServer:

@@ -108,6 +108,7 @@ class _Copy:
     failovers: dict[tuple[str, str], int]
     captures: dict[str, CaptureState]
     store_write_errors: int
+    store_events_dropped: int
     store_writes: int
     frame_errors: int
     defense_sent: dict[str, int]
@@ -127,6 +128,7 @@ def _copy(stats: SensorStats) -> _Copy:
             failovers=dict(stats.failovers),
             captures={name: replace(state) for name, state in stats.captures.items()},
             store_write_errors=stats.store_write_errors,
+            store_events_dropped=stats.store_events_dropped,
             store_writes=stats.store_writes,
             frame_errors=stats.frame_errors,
             defense_sent=dict(stats.defense_sent),
@@ -307,6 +309,9 @@ class ArpwatchCollector(Collector):
         yield CounterMetricFamily(
             PREFIX + "store_write_errors", "Failed writes to the state store (the sensor keeps "
             "state in memory and retries).", value=c.store_write_errors)
+        yield CounterMetricFamily(
+            PREFIX + "store_events_dropped", "Events left out of the stored history because "
+            "the state store could not be written for too long.", value=c.store_events_dropped)
         defense = (
             (c.defense_sent, CounterMetricFamily(
                 PREFIX + "defense_packets_sent", "ARP announcements sent to defend owned "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Callable
 
 from arpwatchd.batch import Batch
 from arpwatchd.config import Config
@@ -21,14 +22,20 @@ from arpwatchd.sinks import open_sinks
 from arpwatchd.stats import SensorStats
 from arpwatchd.store import Store, StoreError
 from arpwatchd.suppress import Suppressor
-from arpwatchd.tracker import BindingRecord, Tracker
+from arpwatchd.tracker import Tracker
 
 log = logging.getLogger("arpwatchd")
 
-MAX_PENDING_WRITES = 200_000
+MAX_PENDING_EVENTS = 100_000
+"""Events kept for the history while the store cannot be written. Changed bindings need no
+such cap: the tracker keeps them marked until a write succeeds (`Tracker.changes`)."""
+RETRY_FIRST = 1.0
+RETRY_MAX = 60.0
 STORE_ROWS = 65536
 """Changes gathered before a store write between clock ticks: large, sorted transactions
 cost SQLite a third per row of small ones under a flood (benchmarks/README.md)."""
+STORE_CHUNK = 4 * STORE_ROWS
+"""Rows per transaction when a backlog is written (memory for the rows built at once)."""
 OWN_FRAMES_KEPT = 1024
 
 
@@ -39,7 +46,10 @@ class Sensor:
         writer: EventWriter,
         store: Store | None = None,
         stats: SensorStats | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        """`clock` (monotonic seconds) paces store retries; without one a failed store is
+        retried only at clock ticks and at the end."""
         self.config = config
         self.tracker = Tracker(config.policy)
         self.fastpath = FastPath(self.tracker)
@@ -51,9 +61,14 @@ class Sensor:
         self.stats.outputs = writer.counters
         self.defender: Defender | None = None
         self._own_frames: dict[bytes, None] = {}
-        self._pending: dict[tuple[str, int | None, int], BindingRecord | None] = {}
         self._pending_events: list[Event] = []
-        self._store_failing = False
+        self._clock = clock
+        self._retry_at = 0.0
+        self._retry_wait = RETRY_FIRST
+        self._dropped_unlogged = 0
+        self.events_dropped = 0
+        self.store_error: str | None = None
+        """Why the last store write failed; None once one succeeds."""
         self._seen_errors: set[str] = set()
         self.emitted: list[Event] | None = None
         """When a list, every emitted event is also appended to it (tests, benchmarks)."""
@@ -202,7 +217,7 @@ class Sensor:
         """Applies pending repeats and writes the store (a replay's end, a clean stop)."""
         self.fastpath.flush()
         self._emit([])
-        self._write_store([], now=True)
+        self._write_store([], final=True)
 
     def _emit(self, events: list[Event], store_now: bool = False) -> None:
         if events:
@@ -232,49 +247,83 @@ class Sensor:
         self._write_store(events, now=store_now)
         self._publish()
 
-    def _write_store(self, events: list[Event], now: bool = False) -> None:
-        """Stores changed bindings and events: at once when `now` (a clock tick, the end),
-        else once enough have gathered (one transaction for many batches under load)."""
+    def _write_store(self, events: list[Event], now: bool = False, final: bool = False) -> None:
+        """Stores changed bindings and events: at a clock tick (`now`), at the end (`final`)
+        or once enough have gathered (one transaction for many batches under load). After a
+        failure, retries wait for the backoff (but the final write is always tried)."""
         if self.store is None:
-            self.tracker.changes()
+            self.tracker.drop_changes()
             return
-        self._pending_events.extend(events)
-        waiting = self.tracker.changed_count + len(self._pending_events)
-        if not now and waiting < STORE_ROWS:
+        self._queue_events(events)
+        if self.store_error is not None and not final:
+            if not (now if self._clock is None else self._clock() >= self._retry_at):
+                return
+        elif not final and not now and (
+                self.tracker.changed_count + len(self._pending_events) < STORE_ROWS):
             return
-        upserts, removed = self.tracker.changes()
-        pending = self._pending
-        if pending:  # changes a failed write left behind, merged with these
-            for record in upserts:
-                pending[(record.interface, record.vlan, record.ip)] = record
-            for key in removed:
-                pending[key] = None
-            upserts = [r for r in pending.values() if r is not None]
-            removed = [k for k, r in pending.items() if r is None]
-        if not upserts and not removed and not self._pending_events:
-            return
-        try:
-            self.store.write(upserts, removed, self._pending_events)
-        except StoreError as exc:
+        self._log_dropped()
+        stored = 0
+        while True:  # in chunks: a backlog's retry costs one chunk until the disk has room
+            changes = self.tracker.changes(STORE_CHUNK)
+            if not (changes.changed_keys or changes.removed_keys or changes.replace
+                    or self._pending_events):
+                break
+            try:
+                self.store.write(changes.upserts, changes.removed, self._pending_events,
+                                 replace=changes.replace)
+            except StoreError as exc:
+                self._store_failed(str(exc), self.tracker.changed_count)
+                return
+            self.tracker.changes_stored(changes)
+            self._pending_events.clear()
+            stored += len(changes.upserts) + len(changes.removed)
             with self.stats.lock:
-                self.stats.store_write_errors += 1
-            if not self._store_failing:
-                log.error("%s; carrying on in memory and retrying each batch", exc)
-            self._store_failing = True
-            if not pending:
-                pending.update(((r.interface, r.vlan, r.ip), r) for r in upserts)
-                pending.update((k, None) for k in removed)
-            if len(pending) > MAX_PENDING_WRITES:
-                pending.clear()
-            del self._pending_events[:-MAX_PENDING_WRITES]
-            return
-        if self._store_failing:
-            log.warning("%s: state store writable again", self.store.path)
-            self._store_failing = False
-        pending.clear()
-        self._pending_events.clear()
+                self.stats.store_writes += 1
+        if self.store_error is not None:
+            log.warning("%s: state store writable again; the %d changes that waited are "
+                        "stored", self.store.path, stored)
+            self.store_error = None
+            self._retry_wait = RETRY_FIRST
+
+    def _queue_events(self, events: list[Event]) -> None:
+        """Keeps events for the store's history, at most MAX_PENDING_EVENTS (the oldest go
+        first, as the store's own pruning does); each one dropped is counted and logged."""
+        pending = self._pending_events
+        pending.extend(events)
+        over = len(pending) - MAX_PENDING_EVENTS
+        if over > 0:
+            del pending[:over]
+            self._dropped_unlogged += over
+            self.events_dropped += over
+            with self.stats.lock:
+                self.stats.store_events_dropped += over
+
+    def _log_dropped(self) -> None:
+        if self._dropped_unlogged:
+            log.error("%s: %d events dropped from the history waiting for the store (%d in "
+                      "all); the events output has them", self.store.path if self.store else "",
+                      self._dropped_unlogged, self.events_dropped)
+            self._dropped_unlogged = 0
+
+    def _store_failed(self, error: str, changes: int) -> None:
         with self.stats.lock:
-            self.stats.store_writes += 1
+            self.stats.store_write_errors += 1
+        if self.store_error is None:
+            log.error("%s; keeping %d changes and %d events in memory and retrying, first in "
+                      "%g s", error, changes, len(self._pending_events), self._retry_wait)
+        else:
+            log.debug("%s; retrying in %g s", error, self._retry_wait)
+        self.store_error = error
+        self._retry_at = (self._clock() if self._clock else 0.0) + self._retry_wait
+        self._retry_wait = min(self._retry_wait * 2, RETRY_MAX)
+
+    def unstored(self) -> str:
+        """What the store lacks after a failed final write, for the exit message."""
+        text = (f"{self.tracker.changed_count} binding changes and "
+                f"{len(self._pending_events)} events are not stored")
+        if self.events_dropped:
+            text += f" ({self.events_dropped} more events were dropped)"
+        return text
 
     def _publish(self) -> None:
         snapshot = self.tracker.snapshot(self.config.metrics.max_conflict_series)

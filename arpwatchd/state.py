@@ -7,6 +7,7 @@ Kept apart from `tracker` so that module holds only the state machine's transiti
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import NamedTuple, Protocol
@@ -146,6 +147,18 @@ class BindingRecord(NamedTuple):
     last_seen: float
     previous: tuple[bytes, ...] = ()
     state: str = "ok"
+
+
+class StoreChanges(NamedTuple):
+    """What one store transaction must write: `replace` means the bindings table is to hold
+    exactly `upserts` (removals too many to list)."""
+
+    upserts: list[BindingRecord]
+    removed: list[tuple[str, int | None, int]]
+    replace: bool
+    changed_keys: Sequence[int] = ()
+    removed_keys: Sequence[int] = ()
+    """The tracker's own keys of these rows, for `Tracker.changes_stored`."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,8 @@ class SensorStats:
     captures: dict[str, CaptureState] = field(default_factory=dict)
     store_write_errors: int = 0
     store_writes: int = 0
+    store_events_dropped: int = 0
+    """Events the history lost because the store could not be written for too long."""
     frame_errors: int = 0
     defense_sent: Counter[str] = field(default_factory=Counter)
     defense_failures: Counter[str] = field(default_factory=Counter)

@@ -132,8 +132,10 @@ class Store:
         removed: Iterable[tuple[str, int | None, int]],
         events: Iterable[Event],
         vendor_of: dict[str, str | None] | None = None,
+        replace: bool = False,
     ) -> None:
-        """One transaction for one batch of changes.
+        """One transaction for one batch of changes; with `replace` the bindings table ends
+        up holding exactly `upserts`.
 
         Raises:
             StoreError: the write failed (disk full, file removed, permissions); nothing of
@@ -149,6 +151,8 @@ class Store:
                 # in key order: a flood's random addresses then touch each B-tree page once,
                 # in order, instead of at random (3x fewer page writes measured at 1M rows)
                 rows.sort()
+                if replace:
+                    self._db.execute("DELETE FROM bindings")
                 self._db.executemany(
                     "INSERT OR REPLACE INTO bindings VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows
                 )
@@ -169,7 +173,7 @@ class Store:
                     ),
                 )
         except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: cannot write state: {exc}") from None
+            raise StoreError(f"{self.path}: cannot write state: {_reason(exc)}") from None
 
     def merge_bindings(
         self,
@@ -203,7 +207,7 @@ class Store:
                     "hostname = excluded.hostname WHERE excluded.seen >= macs_seen.seen",
                     ((i, v or 0, ip, mac_text(m), t, h) for i, v, ip, m, t, h in seen))
         except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: cannot import: {exc}") from None
+            raise StoreError(f"{self.path}: cannot import: {_reason(exc)}") from None
         return outcome
 
     def _upsert(self, records: Iterable[BindingRecord]) -> None:
@@ -261,6 +265,12 @@ class Store:
             self._db.close()
 
 
+def _reason(exc: sqlite3.Error) -> str:
+    if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_FULL:
+        return "disk full"
+    return str(exc)
+
+
 def _record(row: tuple[Any, ...]) -> BindingRecord:
     return BindingRecord(
         interface=row[0],
@@ -283,6 +293,17 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is None:
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("COMMIT")  # fails too when the WAL cannot grow
+            except sqlite3.Error:
+                self._rollback()
+                raise
         else:
-            self._db.execute("ROLLBACK")
+            self._rollback()
+
+    def _rollback(self) -> None:
+        # SQLite has already rolled back after some errors (SQLITE_FULL): a second ROLLBACK
+        # would fail and hide the error that matters under "no transaction is active"
+        if self._db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")

@@ -55,6 +55,7 @@ from arpwatchd.state import (
     Phase,
     RepeatRecord,
     Steady,
+    StoreChanges,
     Takeover,
     TrackerStats,
     Unsettled,
@@ -65,7 +66,11 @@ from arpwatchd.state import (
     rhythm,
 )
 
-__all__ = ["Binding", "BindingRecord", "Steady", "Tracker", "TrackerStats"]
+__all__ = ["Binding", "BindingRecord", "Steady", "StoreChanges", "Tracker", "TrackerStats"]
+
+MAX_REMOVALS_KEPT = 200_000
+"""Evicted keys remembered for the store; beyond, it is rewritten whole. Writes come every
+65,536 changes or half a second, so only a store that keeps failing under a flood gets here."""
 
 
 class Tracker:
@@ -94,6 +99,9 @@ class Tracker:
         )
         self._changed: set[int] = set()
         self._removed: set[int] = set()
+        self._rewrite = False
+        """The store is to be replaced by every binding: more evictions waited for it than
+        `MAX_REMOVALS_KEPT`, and remembering each would grow without bound."""
         self.evicted = 0
         self.version = 0
         """Bumped when a binding changes owner, becomes unsettled or goes (see `Steady`)."""
@@ -254,25 +262,42 @@ class Tracker:
         if len(self._bindings) > self.policy.max_bindings:
             self._evict(len(self._bindings) - self.policy.max_bindings)
 
-    def changes(self) -> tuple[list[BindingRecord], list[tuple[str, int | None, int]]]:
-        """Bindings written and removed since the last call, for one store transaction."""
-        upserts = []
-        for key in self._changed:
-            b = self._bindings.get(key)
-            if b is not None:
-                upserts.append(self._record(key, b))
-        removed = []
-        for key in self._removed:
-            if key not in self._bindings:
-                interface, vlan = self._domains[key >> 32]
-                removed.append((interface, vlan, key & 0xFFFFFFFF))
+    def changes(self, limit: int | None = None) -> StoreChanges:
+        """What the store lacks, at most `limit` rows (all when a whole rewrite is due):
+        bindings changed and removed and not yet `changes_stored`. The marks stay until then,
+        so a failed write loses nothing and the backlog of a full disk costs no more memory
+        than the bindings themselves."""
+        if self._rewrite:
+            return StoreChanges(self.bindings(), [], True)
+        bindings = self._bindings
+        changed = list(islice(self._changed, limit))
+        left = None if limit is None else max(0, limit - len(changed))
+        gone = list(islice(self._removed, left))
+        upserts = [self._record(key, b) for key in changed
+                   if (b := bindings.get(key)) is not None]
+        removed = [(*self._domains[key >> 32], key & 0xFFFFFFFF)
+                   for key in gone if key not in bindings]
+        return StoreChanges(upserts, removed, False, changed, gone)
+
+    def changes_stored(self, changes: StoreChanges) -> None:
+        """`changes` are safely stored: their marks go (no frame observed since `changes`)."""
+        if changes.replace:
+            self.drop_changes()
+        else:
+            self._changed.difference_update(changes.changed_keys)
+            self._removed.difference_update(changes.removed_keys)
+
+    def drop_changes(self) -> None:
+        """Forgets every mark (a sensor without a store)."""
         self._changed.clear()
         self._removed.clear()
-        return upserts, removed
+        self._rewrite = False
 
     @property
     def changed_count(self) -> int:
-        """Bindings changed or removed since the last `changes()`."""
+        """Rows the store lacks (every binding while a whole rewrite is due)."""
+        if self._rewrite:
+            return len(self._bindings)
         return len(self._changed) + len(self._removed)
 
     def bindings(self) -> list[BindingRecord]:
@@ -720,11 +745,15 @@ class Tracker:
             self._restructured(key)
             self._counts[key >> 32] -= 1
             self._changed.discard(key)
-            self._removed.add(key)
+            if not self._rewrite:
+                self._removed.add(key)
             stats = self._senders.peek(b.mac)
             if stats is not None and stats.owned > 0:
                 stats.owned -= 1
         self.evicted += len(victims)
+        if len(self._removed) > MAX_REMOVALS_KEPT:
+            self._rewrite = True
+            self._removed.clear()
 
     def _record(self, key: int, b: Binding) -> BindingRecord:
         interface, vlan = self._domains[key >> 32]

@@ -73,6 +73,7 @@ def test_collector_reads_every_counter() -> None:
     state.received, state.dropped, state.interface_dropped = 100, 3, 1
     state.restarts, state.last_arp = 1, 1234.5
     stats.store_writes, stats.store_write_errors, stats.frame_errors = 8, 2, 1
+    stats.store_events_dropped = 5
     stats.defense_sent["eth0"] = 4
     stats.defense_failures["eth0"] = 1
     stats.defense_send_errors["eth0"] = 3
@@ -103,6 +104,7 @@ def test_collector_reads_every_counter() -> None:
     assert get("arpwatchd_last_arp_timestamp_seconds", iface) == 1234.5
     assert get("arpwatchd_store_writes_total") == 8
     assert get("arpwatchd_store_write_errors_total") == 2
+    assert get("arpwatchd_store_events_dropped_total") == 5
     assert get("arpwatchd_frame_errors_total") == 1
     assert get("arpwatchd_defense_packets_sent_total", iface) == 4
     assert get("arpwatchd_defense_failures_total", iface) == 1

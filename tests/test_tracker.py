@@ -293,7 +293,7 @@ def test_bindings_are_capped_with_least_recently_seen_evicted() -> None:
     feed(t, (T0 + 11, request(B, "10.0.0.9", "10.0.0.254")))
     assert sorted(b.ip & 0xFF for b in t.bindings()) == [1, 3, 9]
     assert t.snapshot().bindings_evicted == 1
-    _upserts, removed = t.changes()
+    removed = t.changes().removed
     assert ("eth0", None, parse_ip("10.0.0.2")) in removed
 
 
