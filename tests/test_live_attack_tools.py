@@ -47,6 +47,7 @@ from netlab import (
     event_ts,
     having,
     pick,
+    pin_neigh,
     replay_events,
     wait_until,
 )
@@ -216,6 +217,56 @@ def test_spoofer_is_a_conflict_naming_the_tool_as_suspect(lab: Lab, scenario: st
             # reply to the victim then contradicts what its target said (reply_target).
             assert conflict["reason"] in ("unsolicited_takeover", "reply_target"), story
     watch.replay_agrees()
+
+
+ANSWER_WINDOW = 2.0  # the sensor's default: a second answer to one request this soon races
+
+
+def test_spoofer_starting_inside_the_victims_solicit_window_is_still_a_conflict() -> None:
+    """arpspoof starts 2-5 s after the victim resolved its gateway: its first reply falls
+    within ``solicit_window`` of the victim's request (too late to race the gateway's answer),
+    so it passes for an answer and only starts a hold. Its next reply past the window is
+    unsolicited: the ``unsolicited_takeover`` conflict comes then, not when the hold (30 s)
+    ends. The gateway's entry for the victim and the attacker's entries are pinned, so neither
+    the gateway nor arpspoof ARPs (a router with a long ARP timeout, an attacker that already
+    knows both): nothing else would reveal the attack during the hold. When load moves the
+    first reply out of that 2-5 s slot, the scenario runs again (3 tries)."""
+    skip_unless(attacklab.available("arpspoof"))
+    for _ in range(3):
+        with Lab() as lab:
+            outcome = _spoof_inside_the_solicit_window(lab)
+        if outcome is not None:
+            return
+    pytest.fail("arpspoof's first reply never fell 2-5 s after the victim's request")
+
+
+def _spoof_inside_the_solicit_window(lab: Lab) -> SensorEvent | None:
+    """One try; None when the first spoofed reply missed the slot."""
+    net = attacklab.build(lab)
+    pin_neigh(net.gateway, VICTIM_IP, VICTIM_MAC)
+    pin_neigh(net.attacker, VICTIM_IP, VICTIM_MAC)
+    pin_neigh(net.attacker, GW_IP, GW_MAC)
+    with observed(lab) as watch:
+        pinger = attacklab.ping(net.victim, GW_IP)
+        events = watch.wait_for(having("new_station", ip=VICTIM_IP), 10, "the victim's request")
+        [asked] = pick(events, "new_station", ip=VICTIM_IP)
+        time.sleep(max(0.0, event_ts(asked) + ANSWER_WINDOW + 0.5 - time.time()))
+        with attacklab.arpspoof(net) as tool:
+            events = watch.wait_for(having("conflict", ip=GW_IP), 20, "a conflict", tool)
+            tool.stop()
+        netlab.stop_process(pinger)
+    replies = [p for p in watch.cap.arps() if spoofed(GW_IP)(p)]
+    if not ANSWER_WINDOW < replies[0].ts - event_ts(asked) <= SOLICIT_WINDOW - 0.5:
+        return None
+    story = f"{lines(watch.live)}\n{frames(watch.cap)}"
+    [conflict] = pick(events, "conflict", ip=GW_IP)
+    assert (conflict["mac"], conflict["suspect"]) == (ATTACKER_MAC, ATTACKER_MAC), story
+    assert conflict["reason"] == "unsolicited_takeover", story
+    unsolicited = next(p for p in replies if p.ts - event_ts(asked) > SOLICIT_WINDOW)
+    assert event_ts(conflict) == pytest.approx(unsolicited.ts, abs=2e-6), story
+    watch.latency("arpspoof inside the solicit window", spoofed(GW_IP), "conflict", ip=GW_IP)
+    watch.replay_agrees()
+    return conflict
 
 
 SCANNERS: dict[str, Callable[[netlab.Host], object]] = {
