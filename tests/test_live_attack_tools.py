@@ -113,7 +113,8 @@ class Watch:
 
         live = due_to_frames(self.live)
         assert due_to_frames(replayed) == live, (
-            f"live:\n{live}\nreplay:\n{due_to_frames(replayed)}\ncapture:\n{self.cap.text()}")
+            f"live:\n{lines(live)}\nreplay:\n{lines(due_to_frames(replayed))}\n"
+            f"capture:\n{frames(self.cap)}")
         return replayed
 
 
@@ -130,11 +131,6 @@ def observed(lab: Lab) -> Iterator[Watch]:
             status, _ = sensor.stop()
             assert status == 0, sensor.log()
             watch.live = sensor.events()
-
-
-def brief(events: list[SensorEvent]) -> list[tuple[object, ...]]:
-    return [(e["ip"], e["mac"], e.get("previous_mac"), e.get("reason"), e.get("suspect"))
-            for e in events]
 
 
 def lines(events: list[SensorEvent]) -> str:
