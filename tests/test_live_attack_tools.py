@@ -68,6 +68,12 @@ DUP_A_MAC, DUP_B_MAC = "02:00:00:00:02:0a", "02:00:00:00:02:0b"
 PROBER_MAC = "02:00:00:00:03:01"
 
 
+@pytest.fixture(autouse=True)
+def _ping_installed() -> None:
+    """Every scenario has a host ping another (iputils-ping, which ./dev.sh test installs)."""
+    skip_unless(attacklab.available("ping"))
+
+
 @dataclass
 class Watch:
     """One scenario's live sensor, event clock and capture; ``live`` once the sensor stopped."""
