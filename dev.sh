@@ -12,7 +12,7 @@ VENV=${ARPWATCHD_VENV:-.venv}
 # as fast on it as on a plain source build (pyenv's default) of the same Python version.
 BASE_PYTHON=${ARPWATCHD_PYTHON:-/usr/bin/python3}
 RUN_PACKAGES=(python3 python3-venv ieee-data libcap2-bin)
-TEST_PACKAGES=(iproute2 iputils-arping tcpdump prometheus arpwatch tcpreplay procps
+TEST_PACKAGES=(iproute2 iputils-arping iputils-ping tcpdump prometheus arpwatch tcpreplay procps
     # the real tools of the live tests: failover daemons, spoofers and scanners
     keepalived ucarp dsniff ettercap-text-only bettercap arp-scan nmap)
 

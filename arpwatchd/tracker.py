@@ -17,7 +17,9 @@ settled addresses stays a dict of tuples.
       unsolicited reply (no request in window)  -> CONFLICT unsolicited_takeover, suspect B
       reply racing the owner's reply to one ask -> CONFLICT both_active
       anything else                             -> HOLD for `hold` seconds
-  HOLD, claim by the new owner     -> refresh (an announcement is remembered)
+  HOLD, claim by the new owner     -> refresh (an announcement is remembered); its
+                                      unsolicited reply (not after a failback, not in a
+                                      failover group) -> CONFLICT unsolicited_takeover
   HOLD, announcement by the old owner A -> failback: binding back to A, a new HOLD with B
                                       displaced (a second announcement by B's side in that
                                       hold is not a failback again)
@@ -338,7 +340,7 @@ class Tracker:
         b = self._bindings.get(key)
         u = self._unsettled.get(key) if self._unsettled else None
         if u is not None and b is not None:
-            self._claim_unsettled(frame, dom, key, b, u, ts, events)
+            self._claim_unsettled(frame, dom, key, b, u, ts, solicited, events)
         elif b is None:
             self._new_binding(frame, dom, key, ts, events)
             return self._created
@@ -445,6 +447,7 @@ class Tracker:
         b: Binding,
         u: Unsettled,
         ts: float,
+        solicited: bool,
         events: list[Event],
     ) -> None:
         sha = frame.sha
@@ -464,6 +467,19 @@ class Tracker:
             if frame.kind is ArpKind.ANNOUNCEMENT:
                 u.announced_at = ts
             self._touch(key, b, ts)
+            if (
+                frame.kind is ArpKind.REPLY
+                and not solicited
+                and sha == b.mac
+                and not u.failback
+                and u.takeover is not Takeover.GROUP
+            ):
+                # The takeover looked harmless (an announcement, a late answer), but the new
+                # holder now poisons with unasked replies: the same verdict as a takeover
+                # made by one, without waiting for the hold (the owner may stay silent).
+                del self._unsettled[key]
+                self._start_conflict(key, dom, ts, {u.old_mac: ts, sha: ts}, sha, u.old_mac,
+                                     ConflictReason.UNSOLICITED_TAKEOVER, sha, events)
             return
         if sha == u.old_mac and frame.kind is ArpKind.ANNOUNCEMENT and not u.failback:
             self._fail_back(key, b, sha, ts)

@@ -346,12 +346,17 @@ class Capture:
 
     Entering returns once tcpdump says it is listening (the filter is attached). Leaving waits
     ``settle`` seconds for frames in flight, stops tcpdump and loads what it captured.
+    ``buffer_kib`` sets tcpdump's capture buffer (``-B``): its default (2 MiB) dropped frames
+    of a scan on this loaded machine, and a replay compared with a live sensor must see every
+    frame the sensor saw.
     """
 
     def __init__(
-        self, ns: str, iface: str, path: Path, bpf: str = ARP_FILTER, *, promisc: bool = True
+        self, ns: str, iface: str, path: Path, bpf: str = ARP_FILTER, *, promisc: bool = True,
+        buffer_kib: int | None = None,
     ) -> None:
         self.ns, self.iface, self.path, self.bpf, self.promisc = ns, iface, path, bpf, promisc
+        self.buffer_kib = buffer_kib
         self.settle = 0.3
         self.frames: list[tuple[float, bytes]] = []
         self._proc: subprocess.Popen[bytes] | None = None
@@ -359,6 +364,7 @@ class Capture:
     def __enter__(self) -> Capture:
         argv = ["ip", "netns", "exec", self.ns, "tcpdump", "-i", self.iface, "-n", "-U"]
         argv += ["--immediate-mode", "-s", "0", "-w", "-"] + ([] if self.promisc else ["-p"])
+        argv += ["-B", str(self.buffer_kib)] if self.buffer_kib else []
         with self.path.open("wb") as out:
             self._proc = subprocess.Popen([*argv, self.bpf], stdout=out, stderr=subprocess.PIPE)
         assert self._proc.stderr is not None
@@ -737,12 +743,14 @@ class Lab:
         ns: str | None = None,
         iface: str | None = None,
         promisc: bool = True,
+        buffer_kib: int | None = None,
     ) -> Capture:
         """A ``Capture`` on the bridge (default) or on ``iface`` in ``ns``."""
         fd, name = tempfile.mkstemp(suffix=".pcap", dir=self.workdir)
         os.close(fd)
         path = Path(name)
-        return Capture(ns or self.sensor_ns, iface or self.bridge, path, bpf, promisc=promisc)
+        return Capture(ns or self.sensor_ns, iface or self.bridge, path, bpf, promisc=promisc,
+                       buffer_kib=buffer_kib)
 
 
 # --------------------------------------------------------------------------------------------

@@ -148,6 +148,49 @@ def test_unsolicited_reply_takeover_is_conflict_at_once_with_suspect() -> None:
     assert events[0].suspect == B
 
 
+def test_new_holders_unsolicited_reply_inside_an_announced_hold_is_conflict_at_once() -> None:
+    """A spoofer that first announces the gateway's address (a hold begins: it could be a
+    failover) and then poisons with unsolicited replies is caught at its first such reply,
+    not when the hold ends (the real gateway may stay silent for all of it)."""
+    t = tracker()
+    feed(t, (T0, request(GW, "10.0.0.1", "10.0.0.7")), (T0 + 1, request(C, "10.0.0.7", IP)))
+    assert feed(t, (T0 + 10, garp(B, "10.0.0.1"))) == []
+    events = feed(t, (T0 + 12, reply(B, "10.0.0.1", C, "10.0.0.7")))
+    assert brief(events) == [("conflict", "10.0.0.1", B, GW, "unsolicited_takeover")]
+    assert events[0].suspect == B and events[0].ts == T0 + 12
+
+
+def test_new_holders_unsolicited_reply_after_a_solicited_one_is_conflict() -> None:
+    """arpspoof starting 2-5 s after the victim asked for its gateway: the first spoofed reply
+    passes for a late answer (a hold), the next one, past solicit_window, is unsolicited."""
+    t = tracker()
+    feed(t, (T0, request(GW, "10.0.0.1", "10.0.0.7")))
+    events = feed(t, (T0 + 100, request(C, "10.0.0.7", "10.0.0.1")),
+                  (T0 + 100.001, reply(GW, "10.0.0.1", C, "10.0.0.7")),
+                  (T0 + 103, reply(B, "10.0.0.1", C, "10.0.0.7")))
+    assert brief(events) == [("new_station", "10.0.0.7", C, None, None)]
+    events = feed(t, (T0 + 105.5, reply(B, "10.0.0.1", C, "10.0.0.7")))
+    assert brief(events) == [("conflict", "10.0.0.1", B, GW, "unsolicited_takeover")]
+    assert events[0].suspect == B
+
+
+def test_unsolicited_reply_inside_a_group_or_failback_hold_is_not_a_conflict() -> None:
+    """A configured failover group member, or an owner back from a failback, answering
+    unasked is left to the hold's own rules (failover at its end)."""
+    group = FailoverGroup("db", frozenset({parse_ip(IP)}), frozenset({parse_mac(A), parse_mac(B)}))
+    t = tracker(failover_groups=(group,))
+    feed(t, (T0, garp(A, IP)))
+    events = feed(t, (T0 + 10, garp(B, IP)), (T0 + 12, reply(B, IP, C, "10.0.0.7")))
+    events += t.tick(T0 + 100)
+    assert [e[0] for e in brief(events)] == ["failover"], brief(events)
+    t = tracker()
+    feed(t, (T0, garp(A, IP)))
+    events = feed(t, (T0 + 10, garp(B, IP)), (T0 + 18, garp(A, IP)),
+                  (T0 + 20, reply(A, IP, C, "10.0.0.7")))
+    events += t.tick(T0 + 100)
+    assert [e[0] for e in brief(events)] == ["failover"], brief(events)
+
+
 def test_solicited_reply_takeover_waits_for_hold() -> None:
     t = tracker()
     feed(t, (T0, request(A, IP, "10.0.0.1")))
