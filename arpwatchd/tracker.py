@@ -21,6 +21,9 @@ settled addresses stays a dict of tuples.
   HOLD, announcement by the old owner A -> failback: binding back to A, a new HOLD with B
                                       displaced (a second announcement by B's side in that
                                       hold is not a failback again)
+  HOLD after a failback, solicited reply by the displaced B within `demotion_grace` of A's
+                                   announcement -> nothing: B's stack still answers until its
+                                      demotion removes the address (ucarp's down script)
   HOLD, claim by any other MAC     -> CONFLICT: split_brain (one failover group),
                                       owner_defended (the displaced MAC claims after a
                                       failback), announcement_answered (reply soon after B
@@ -313,7 +316,7 @@ class Tracker:
         b = self._bindings.get(key)
         u = self._unsettled.get(key) if self._unsettled else None
         if u is not None and b is not None:
-            self._claim_unsettled(frame, dom, key, b, u, ts, events)
+            self._claim_unsettled(frame, dom, key, b, u, ts, solicited, events)
         elif b is None:
             self._new_binding(frame, dom, key, ts, events)
             return self._created
@@ -420,6 +423,7 @@ class Tracker:
         b: Binding,
         u: Unsettled,
         ts: float,
+        solicited: bool,
         events: list[Event],
     ) -> None:
         sha = frame.sha
@@ -443,6 +447,9 @@ class Tracker:
         if sha == u.old_mac and frame.kind is ArpKind.ANNOUNCEMENT and not u.failback:
             self._fail_back(key, b, sha, ts)
             return
+        if self._demotion_overlap(frame, u, ts, solicited):
+            u.old_last = ts
+            return
         interface, vlan = self._domains[dom]
         if self.policy.same_group(interface, vlan, frame.spa, b.mac, sha):
             reason = ConflictReason.SPLIT_BRAIN
@@ -457,6 +464,23 @@ class Tracker:
         else:
             reason = ConflictReason.BOTH_ACTIVE
         self._hold_to_conflict(key, dom, b, u, sha, ts, reason, events)
+
+    def _demotion_overlap(self, frame: ArpFrame, u: Unsettled, ts: float, solicited: bool
+                          ) -> bool:
+        """Whether a claim by the side a failback displaced is its stack answering while it
+        is being demoted: ucarp's backup runs its down script only after the master's
+        announcement, and measured in the namespace lab it kept answering requests for the
+        address for about half a second. So a *solicited* reply (an answer to a request for
+        the address, which a stack sends whoever asks) within `demotion_grace` of the
+        failback is routine. An announcement, an unsolicited reply or a request by it, or
+        any claim after the grace, is a host still asserting the address: a conflict."""
+        return (
+            u.failback
+            and frame.sha == u.old_mac
+            and frame.kind is ArpKind.REPLY
+            and solicited
+            and ts - u.since <= self.policy.demotion_grace
+        )
 
     def _fail_back(self, key: int, b: Binding, owner: bytes, ts: float) -> None:
         """The old owner announced the address inside the hold: a failback (a VRRP master
