@@ -101,6 +101,7 @@ class Takeover(Enum):
 class Unsettled:
     __slots__ = (
         "announced_at",
+        "announced_move",
         "claims",
         "deadline",
         "failback",
@@ -125,6 +126,9 @@ class Unsettled:
         self.gap = 0.0
         self.takeover = Takeover.PLAIN
         self.announced_at: float | None = None
+        self.announced_move = False
+        """The hold began with an announcement (a takeover or a failback): the displaced
+        side's stack may still answer requests for a moment while it demotes itself."""
         self.failback = False
         """The hold began with the old owner announcing the address back: a claim by the
         displaced MAC (`old_mac`) is then proof that both are alive (owner_defended)."""

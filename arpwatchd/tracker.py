@@ -21,9 +21,10 @@ settled addresses stays a dict of tuples.
   HOLD, announcement by the old owner A -> failback: binding back to A, a new HOLD with B
                                       displaced (a second announcement by B's side in that
                                       hold is not a failback again)
-  HOLD after a failback, solicited reply by the displaced B within `demotion_grace` of A's
-                                   announcement -> nothing: B's stack still answers until its
-                                      demotion removes the address (ucarp's down script)
+  HOLD begun by an announcement (takeover or failback), a solicited reply by the displaced
+      side to a third party within `demotion_grace` of it -> nothing: that side's stack still
+                                      answers until its demotion removes the address (ucarp's
+                                      down script runs after the announcement)
   HOLD, claim by any other MAC     -> CONFLICT: split_brain (one failover group),
                                       owner_defended (the displaced MAC claims after a
                                       failback), announcement_answered (reply soon after B
@@ -408,9 +409,10 @@ class Tracker:
         u.old_mac = old
         u.old_last = b.last_seen
         u.reused = new in b.previous
+        u.announced_move = frame.kind is ArpKind.ANNOUNCEMENT
         if self.policy.same_group(interface, vlan, ip, old, new):
             u.takeover = Takeover.GROUP
-        elif frame.kind is ArpKind.ANNOUNCEMENT:
+        elif u.announced_move:
             u.takeover = Takeover.ANNOUNCED
             u.announced_at = ts
         self._unsettle(key, u)
@@ -447,7 +449,7 @@ class Tracker:
         if sha == u.old_mac and frame.kind is ArpKind.ANNOUNCEMENT and not u.failback:
             self._fail_back(key, b, sha, ts)
             return
-        if self._demotion_overlap(frame, u, ts, solicited):
+        if self._demotion_overlap(frame, b, u, ts, solicited):
             u.old_last = ts
             return
         interface, vlan = self._domains[dom]
@@ -465,20 +467,24 @@ class Tracker:
             reason = ConflictReason.BOTH_ACTIVE
         self._hold_to_conflict(key, dom, b, u, sha, ts, reason, events)
 
-    def _demotion_overlap(self, frame: ArpFrame, u: Unsettled, ts: float, solicited: bool
-                          ) -> bool:
-        """Whether a claim by the side a failback displaced is its stack answering while it
-        is being demoted: ucarp's backup runs its down script only after the master's
-        announcement, and measured in the namespace lab it kept answering requests for the
-        address for about half a second. So a *solicited* reply (an answer to a request for
-        the address, which a stack sends whoever asks) within `demotion_grace` of the
-        failback is routine. An announcement, an unsolicited reply or a request by it, or
-        any claim after the grace, is a host still asserting the address: a conflict."""
+    def _demotion_overlap(
+        self, frame: ArpFrame, b: Binding, u: Unsettled, ts: float, solicited: bool
+    ) -> bool:
+        """Whether a claim by the side an announcement displaced is its stack answering while
+        it demotes itself. ucarp's node runs its down script only once it has heard the
+        other's advertisement, and measured in the namespace lab its stack kept answering a
+        client's requests for the address for 0.3-0.7 s after the other's
+        announcement (failback, and takeover back after a hold). So a *solicited* reply to a
+        third party (a stack answers whoever asks) within `demotion_grace` of the announcement
+        is routine. A reply to the announcer contests the announcement; an announcement, an
+        unsolicited reply or a request by it, or any claim after the grace, is a host still
+        asserting the address: those stay conflicts."""
         return (
-            u.failback
+            u.announced_move
             and frame.sha == u.old_mac
             and frame.kind is ArpKind.REPLY
             and solicited
+            and frame.tha != b.mac
             and ts - u.since <= self.policy.demotion_grace
         )
 
@@ -492,6 +498,7 @@ class Tracker:
         back.old_last = b.last_seen
         back.takeover = Takeover.ANNOUNCED
         back.announced_at = ts
+        back.announced_move = True
         back.failback = True
         self._unsettle(key, back)
 

@@ -171,13 +171,39 @@ def test_demotion_grace_applies_to_a_failover_group_too() -> None:
     assert brief(events)[1:] == [("conflict", IP, B, A, "split_brain")]
 
 
-def test_solicited_reply_by_the_old_owner_in_a_plain_hold_is_still_a_conflict() -> None:
-    """The grace follows a failback only: the old owner answering after a takeover (no
-    failback) is both_active as before."""
+def test_old_owner_answering_during_its_demotion_after_an_announced_takeover() -> None:
+    """ucarp's master back after the backup's hold ended: an announced takeover, not a
+    failback, and the backup's stack answers a client for a moment, as after a failback."""
+    t = tracker()
+    feed(t, (T0, garp(B, IP, tha=B)), (T0 + 50, request(C, "10.0.0.7", IP)),
+          (T0 + 50.0001, reply(B, IP, C, "10.0.0.7")))
+    events = feed(t, (T0 + 60, garp(A, IP, tha=A)), (T0 + 60.4, request(C, "10.0.0.7", IP)),
+                  (T0 + 60.4001, reply(B, IP, C, "10.0.0.7")),
+                  (T0 + 60.4002, reply(A, IP, C, "10.0.0.7")))
+    events += t.tick(T0 + 1000)
+    assert brief(events) == [("failover", IP, A, B, "announced")]
+
+
+def test_old_owner_answering_the_announcer_is_announcement_answered_even_in_the_grace() -> None:
+    """A reply to the announcer itself contests the announcement (an owner with accept_local
+    answers a gratuitous request for its address): no grace for it."""
     t = tracker()
     feed(t, (T0, garp(A, IP)))
-    events = feed(t, (T0 + 10, garp(B, IP)), (T0 + 13, request(C, "10.0.0.7", IP)),
-                  (T0 + 13.0001, reply(A, IP, C, "10.0.0.7")))
+    events = feed(t, (T0 + 10, garp(B, IP)), (T0 + 10.001, reply(A, IP, B, IP)))
+    assert brief(events) == [("conflict", IP, A, B, "announcement_answered")]
+    t = tracker()
+    events = ucarp_failback(t, (T0 + 18.2, reply(B, IP, A, IP)))
+    assert brief(events)[1:] == [("conflict", IP, B, A, "owner_defended")]
+
+
+def test_old_owner_answering_after_a_plain_takeover_is_still_a_conflict() -> None:
+    """The grace follows an announcement only: the old owner answering after a takeover by an
+    ordinary claim is both_active as before."""
+    t = tracker()
+    feed(t, (T0, garp(A, IP)))
+    events = feed(t, (T0 + 10, request(B, IP, "10.0.0.1")),
+                  (T0 + 10.5, request(C, "10.0.0.7", IP)),
+                  (T0 + 10.5001, reply(A, IP, C, "10.0.0.7")))
     assert brief(events)[1:] == [("conflict", IP, A, B, "both_active")]
 
 
