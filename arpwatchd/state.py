@@ -109,6 +109,8 @@ class Unsettled:
         "members",
         "old_last",
         "old_mac",
+        "pending",
+        "pending_reason",
         "phase",
         "reason",
         "reused",
@@ -132,6 +134,10 @@ class Unsettled:
         self.failback = False
         """The hold began with the old owner announcing the address back: a claim by the
         displaced MAC (`old_mac`) is then proof that both are alive (owner_defended)."""
+        self.pending: float | None = None
+        """When the displaced side answered a request inside a hold begun by an announcement:
+        the conflict waits `demotion_grace` for that side's own announcement (a failback)."""
+        self.pending_reason = ConflictReason.BOTH_ACTIVE
         self.reused = False
         self.members: dict[bytes, float] = {}
         self.reason = ConflictReason.BOTH_ACTIVE

@@ -196,6 +196,57 @@ def test_old_owner_answering_the_announcer_is_announcement_answered_even_in_the_
     assert brief(events)[1:] == [("conflict", IP, B, A, "owner_defended")]
 
 
+def test_node_answering_just_before_announcing_its_failback_is_a_failback() -> None:
+    """Pacemaker IPaddr2 moving an address back: A adds it, its stack answers a client, and
+    its `arping -U` goes out 0.2 s later. The answer waits `demotion_grace` for that
+    announcement: a failback, then one failover back to A."""
+    t = tracker()
+    feed(t, (T0, garp(A, IP)), (T0 + 10, garp(B, IP)))
+    events = feed(t, (T0 + 18, request(C, "10.0.0.7", IP)),
+                  (T0 + 18.0001, reply(A, IP, C, "10.0.0.7")), (T0 + 18.2, garp(A, IP)))
+    events += t.tick(T0 + 1000)
+    assert brief(events) == [("new_station", "10.0.0.7", C, None, None),
+                             ("failover", IP, A, B, "announced")]
+    assert events[1].since == T0 + 18.2
+
+
+def test_old_owner_answering_without_announcing_is_a_conflict_at_its_answer() -> None:
+    """No announcement within the grace: the conflict it was, at the answer's time, reported
+    when the grace ends (a tick, or the next frame)."""
+    t = tracker()
+    feed(t, (T0, garp(A, IP)), (T0 + 10, garp(B, IP)))
+    events = feed(t, (T0 + 18, request(C, "10.0.0.7", IP)),
+                  (T0 + 18.0001, reply(A, IP, C, "10.0.0.7")),
+                  (T0 + 19, request(C, "10.0.0.7", IP)),
+                  (T0 + 19.0001, reply(A, IP, C, "10.0.0.7")))
+    assert brief(events) == [("new_station", "10.0.0.7", C, None, None)]
+    assert t.next_deadline() == T0 + 18.0001 + 2.0
+    events = t.tick(T0 + 20.1)
+    assert brief(events) == [("conflict", IP, A, B, "both_active")]
+    assert events[0].ts == T0 + 18.0001
+    t = tracker()  # the hold ending first ends the wait too
+    feed(t, (T0, garp(A, IP)), (T0 + 10, garp(B, IP)))
+    feed(t, (T0 + 39, request(C, "10.0.0.7", IP)), (T0 + 39.0001, reply(A, IP, C, "10.0.0.7")))
+    assert brief(t.tick(T0 + 40)) == [("conflict", IP, A, B, "both_active")]
+
+
+def test_node_answering_just_before_announcing_its_takeover_is_a_failover() -> None:
+    """The first move of IPaddr2 with the same race: B answers, then announces 0.2 s later:
+    an announced takeover (failover), not a changed_mac."""
+    t = tracker()
+    feed(t, (T0, garp(A, IP)))
+    events = feed(t, (T0 + 10, request(C, "10.0.0.7", IP)),
+                  (T0 + 10.0001, reply(B, IP, C, "10.0.0.7")), (T0 + 10.2, garp(B, IP)))
+    events += t.tick(T0 + 1000)
+    assert brief(events)[1:] == [("failover", IP, B, A, "announced")]
+    t = tracker()  # an announcement long after the takeover does not make it announced
+    feed(t, (T0, garp(A, IP)))
+    events = feed(t, (T0 + 10, request(C, "10.0.0.7", IP)),
+                  (T0 + 10.0001, reply(B, IP, C, "10.0.0.7")), (T0 + 15, garp(B, IP)))
+    events += t.tick(T0 + 1000)
+    assert brief(events)[1:] == [("changed_mac", IP, B, A, None)]
+
+
 def test_old_owner_answering_after_a_plain_takeover_is_still_a_conflict() -> None:
     """The grace follows an announcement only: the old owner answering after a takeover by an
     ordinary claim is both_active as before."""
