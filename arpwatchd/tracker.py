@@ -486,8 +486,8 @@ class Tracker:
         """Whether a claim by the side an announced move displaced may be the first frame of
         its failback: a node taking an address back adds it, and its stack answers requests
         before the announcement goes out (Pacemaker IPaddr2 runs `ip addr add`, then
-        arping; measured in the namespace lab, the node answered a client 0.1-0.3 s before
-        its first gratuitous request under load). So its solicited reply to a third party is
+        arping: 23-250 ms apart in the namespace lab beside stress-ng, and a client asking
+        in between got the node's answer first). So its solicited reply to a third party is
         judged `demotion_grace` later: a conflict at the reply's time, unless it announced
         (a failback) by then."""
         return (
