@@ -506,7 +506,7 @@ class Tracker:
         """Whether a claim by the side an announcement displaced is its stack answering while
         it demotes itself. ucarp's node runs its down script only once it has read the
         other's advertisement (0.75 s later: libpcap, 1 s timeout); measured in the namespace
-        lab, its stack kept answering a client's requests for the address for 0.3-0.8 s after
+        lab, its stack kept answering a client's requests for the address for 0.3-0.9 s after
         the other's announcement (failback, and takeover back after a hold). So a
         *solicited* reply to a third party (a stack answers whoever asks) within
         `demotion_grace` of the announcement is routine. A reply to the announcer contests
