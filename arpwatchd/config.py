@@ -98,6 +98,7 @@ class Config:
             "inactive_after": p.inactive_after,
             "solicit_window": p.solicit_window,
             "answer_window": p.answer_window,
+            "demotion_grace": p.demotion_grace,
             "repeat_after": p.repeat_after,
             "flood": {"frames": p.flood_frames, "window": p.flood_window},
             "scan": {"targets": p.scan_targets, "window": p.scan_window},
@@ -356,12 +357,13 @@ class _Reader:
 
     def config(self, root: _Node) -> Config:
         top = root.mapping({
-            "hold", "inactive_after", "solicit_window", "answer_window", "repeat_after",
-            "flood", "scan", "limits", "networks", "failover_groups", "protected",
+            "hold", "inactive_after", "solicit_window", "answer_window", "demotion_grace",
+            "repeat_after", "flood", "scan", "limits", "networks", "failover_groups", "protected",
             "output", "capture", "metrics", "state", "defend", "suppress",
         })
         policy: dict[str, Any] = {}
-        for key in ("hold", "inactive_after", "solicit_window", "answer_window", "repeat_after"):
+        for key in ("hold", "inactive_after", "solicit_window", "answer_window", "demotion_grace",
+                    "repeat_after"):
             if key in top:
                 policy[key] = top[key].convert(parse_duration)
         if "flood" in top:

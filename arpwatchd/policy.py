@@ -66,6 +66,7 @@ class TrackerPolicy:
     inactive_after: float = 180 * 86400.0
     solicit_window: float = 5.0
     answer_window: float = 2.0
+    demotion_grace: float = 2.0
     repeat_after: float = 3600.0
     flood_frames: int = 100
     flood_window: float = 10.0

@@ -102,6 +102,7 @@ class Takeover(Enum):
 class Unsettled:
     __slots__ = (
         "announced_at",
+        "announced_move",
         "claims",
         "deadline",
         "failback",
@@ -109,6 +110,8 @@ class Unsettled:
         "members",
         "old_last",
         "old_mac",
+        "pending",
+        "pending_reason",
         "phase",
         "reason",
         "reused",
@@ -126,9 +129,16 @@ class Unsettled:
         self.gap = 0.0
         self.takeover = Takeover.PLAIN
         self.announced_at: float | None = None
+        self.announced_move = False
+        """The hold began with an announcement (a takeover or a failback): the displaced
+        side's stack may still answer requests for a moment while it demotes itself."""
         self.failback = False
         """The hold began with the old owner announcing the address back: a claim by the
         displaced MAC (`old_mac`) is then proof that both are alive (owner_defended)."""
+        self.pending: float | None = None
+        """When the displaced side answered a request inside a hold begun by an announcement:
+        the conflict waits `demotion_grace` for that side's own announcement (a failback)."""
+        self.pending_reason = ConflictReason.BOTH_ACTIVE
         self.reused = False
         self.members: dict[bytes, float] = {}
         self.reason = ConflictReason.BOTH_ACTIVE

@@ -107,6 +107,157 @@ def test_displaced_side_announcing_again_after_a_failback_is_owner_defended() ->
     assert brief(events) == [("conflict", IP, B, A, "owner_defended")]
 
 
+def ucarp_failback(t: Tracker, *late: tuple[float, object]) -> list[Event]:
+    """ucarp, measured in the namespace lab: the backup B took the address (one gratuitous
+    request, target MAC its own), the master A comes back, preempts and announces at +18; a
+    client asks for the address every 0.15 s and B's stack answers beside A's until its down
+    script has removed the address (+18.06 to +18.52). `late` frames follow."""
+    feed(t, (T0, garp(A, IP, tha=A)), (T0 + 10, garp(B, IP, tha=B)))
+    events = feed(t, (T0 + 18, garp(A, IP, tha=A)))
+    for n in range(4):
+        ask = T0 + 18.06 + n * 0.15
+        events += feed(t, (ask, request(C, "10.0.0.7", IP)),
+                       (ask + 0.0001, reply(B, IP, C, "10.0.0.7")),
+                       (ask + 0.0002, reply(A, IP, C, "10.0.0.7")))
+    steps = [(float(ts), frame) for ts, frame in late]
+    return events + feed(t, *steps)  # type: ignore[arg-type]
+
+
+def test_displaced_side_answering_during_its_demotion_is_not_a_conflict() -> None:
+    """The displaced side's stack answering requests within `demotion_grace` (2 s) of the
+    failback announcement is the routine demotion overlap: one failover back to A."""
+    t = tracker()
+    events = ucarp_failback(t)
+    assert brief(events) == [("new_station", "10.0.0.7", C, None, None)]
+    events = t.tick(T0 + 1000)
+    assert brief(events) == [("failover", IP, A, B, "announced")]
+    assert events[0].ts == T0 + 48 and events[0].since == T0 + 18
+
+
+def test_displaced_side_answering_after_the_demotion_grace_is_owner_defended() -> None:
+    t = tracker()
+    events = ucarp_failback(t, (T0 + 20.1, request(C, "10.0.0.7", IP)),
+                            (T0 + 20.1001, reply(B, IP, C, "10.0.0.7")))
+    assert brief(events)[1:] == [("conflict", IP, B, A, "owner_defended")]
+    assert events[1].ts == T0 + 20.1001
+
+
+def test_displaced_side_asserting_the_address_in_the_demotion_grace_is_owner_defended() -> None:
+    """Only answers to requests are excused: an unsolicited reply, an announcement or a
+    request from the address by the displaced side is a host still asserting it."""
+    unsolicited = reply(B, IP, GW, "10.0.0.1")
+    for frame in (unsolicited, garp(B, IP, tha=B), request(B, IP, "10.0.0.1")):
+        t = tracker()
+        events = ucarp_failback(t, (T0 + 18.7, frame))
+        assert brief(events)[1:] == [("conflict", IP, B, A, "owner_defended")], frame
+
+
+def test_demotion_grace_is_configurable_and_zero_turns_it_off() -> None:
+    t = tracker(demotion_grace=0.0)
+    events = ucarp_failback(t)
+    assert brief(events)[1:] == [("conflict", IP, B, A, "owner_defended")]
+    assert events[1].ts == T0 + 18.06 + 0.0001  # B's first answer
+
+
+def test_demotion_grace_applies_to_a_failover_group_too() -> None:
+    """Configured as a failover group, the same overlap would otherwise be a split_brain."""
+    group = FailoverGroup("vrrp", frozenset({parse_ip(IP)}),
+                          frozenset({parse_mac(A), parse_mac(B)}))
+    t = tracker(failover_groups=(group,))
+    assert brief(ucarp_failback(t)) == [("new_station", "10.0.0.7", C, None, None)]
+    t = tracker(failover_groups=(group,))
+    events = ucarp_failback(t, (T0 + 21, request(C, "10.0.0.7", IP)),
+                            (T0 + 21.0001, reply(B, IP, C, "10.0.0.7")))
+    assert brief(events)[1:] == [("conflict", IP, B, A, "split_brain")]
+
+
+def test_old_owner_answering_during_its_demotion_after_an_announced_takeover() -> None:
+    """ucarp's master back after the backup's hold ended: an announced takeover, not a
+    failback, and the backup's stack answers a client for a moment, as after a failback."""
+    t = tracker()
+    feed(t, (T0, garp(B, IP, tha=B)), (T0 + 50, request(C, "10.0.0.7", IP)),
+          (T0 + 50.0001, reply(B, IP, C, "10.0.0.7")))
+    events = feed(t, (T0 + 60, garp(A, IP, tha=A)), (T0 + 60.4, request(C, "10.0.0.7", IP)),
+                  (T0 + 60.4001, reply(B, IP, C, "10.0.0.7")),
+                  (T0 + 60.4002, reply(A, IP, C, "10.0.0.7")))
+    events += t.tick(T0 + 1000)
+    assert brief(events) == [("failover", IP, A, B, "announced")]
+
+
+def test_old_owner_answering_the_announcer_is_announcement_answered_even_in_the_grace() -> None:
+    """A reply to the announcer itself contests the announcement (an owner with accept_local
+    answers a gratuitous request for its address): no grace for it."""
+    t = tracker()
+    feed(t, (T0, garp(A, IP)))
+    events = feed(t, (T0 + 10, garp(B, IP)), (T0 + 10.001, reply(A, IP, B, IP)))
+    assert brief(events) == [("conflict", IP, A, B, "announcement_answered")]
+    t = tracker()
+    events = ucarp_failback(t, (T0 + 18.2, reply(B, IP, A, IP)))
+    assert brief(events)[1:] == [("conflict", IP, B, A, "owner_defended")]
+
+
+def test_node_answering_just_before_announcing_its_failback_is_a_failback() -> None:
+    """Pacemaker IPaddr2 moving an address back: A adds it, its stack answers a client, and
+    its `arping -U` goes out 0.2 s later. The answer waits `demotion_grace` for that
+    announcement: a failback, then one failover back to A."""
+    t = tracker()
+    feed(t, (T0, garp(A, IP)), (T0 + 10, garp(B, IP)))
+    events = feed(t, (T0 + 18, request(C, "10.0.0.7", IP)),
+                  (T0 + 18.0001, reply(A, IP, C, "10.0.0.7")), (T0 + 18.2, garp(A, IP)))
+    events += t.tick(T0 + 1000)
+    assert brief(events) == [("new_station", "10.0.0.7", C, None, None),
+                             ("failover", IP, A, B, "announced")]
+    assert events[1].since == T0 + 18.2
+
+
+def test_old_owner_answering_without_announcing_is_a_conflict_at_its_answer() -> None:
+    """No announcement within the grace: the conflict it was, at the answer's time, reported
+    when the grace ends (a tick, or the next frame)."""
+    t = tracker()
+    feed(t, (T0, garp(A, IP)), (T0 + 10, garp(B, IP)))
+    events = feed(t, (T0 + 18, request(C, "10.0.0.7", IP)),
+                  (T0 + 18.0001, reply(A, IP, C, "10.0.0.7")),
+                  (T0 + 19, request(C, "10.0.0.7", IP)),
+                  (T0 + 19.0001, reply(A, IP, C, "10.0.0.7")))
+    assert brief(events) == [("new_station", "10.0.0.7", C, None, None)]
+    assert t.next_deadline() == T0 + 18.0001 + 2.0
+    events = t.tick(T0 + 20.1)
+    assert brief(events) == [("conflict", IP, A, B, "both_active")]
+    assert events[0].ts == T0 + 18.0001
+    t = tracker()  # the hold ending first ends the wait too
+    feed(t, (T0, garp(A, IP)), (T0 + 10, garp(B, IP)))
+    feed(t, (T0 + 39, request(C, "10.0.0.7", IP)), (T0 + 39.0001, reply(A, IP, C, "10.0.0.7")))
+    assert brief(t.tick(T0 + 40)) == [("conflict", IP, A, B, "both_active")]
+
+
+def test_node_answering_just_before_announcing_its_takeover_is_a_failover() -> None:
+    """The first move of IPaddr2 with the same race: B answers, then announces 0.2 s later:
+    an announced takeover (failover), not a changed_mac."""
+    t = tracker()
+    feed(t, (T0, garp(A, IP)))
+    events = feed(t, (T0 + 10, request(C, "10.0.0.7", IP)),
+                  (T0 + 10.0001, reply(B, IP, C, "10.0.0.7")), (T0 + 10.2, garp(B, IP)))
+    events += t.tick(T0 + 1000)
+    assert brief(events)[1:] == [("failover", IP, B, A, "announced")]
+    t = tracker()  # an announcement long after the takeover does not make it announced
+    feed(t, (T0, garp(A, IP)))
+    events = feed(t, (T0 + 10, request(C, "10.0.0.7", IP)),
+                  (T0 + 10.0001, reply(B, IP, C, "10.0.0.7")), (T0 + 15, garp(B, IP)))
+    events += t.tick(T0 + 1000)
+    assert brief(events)[1:] == [("changed_mac", IP, B, A, None)]
+
+
+def test_old_owner_answering_after_a_plain_takeover_is_still_a_conflict() -> None:
+    """The grace follows an announcement only: the old owner answering after a takeover by an
+    ordinary claim is both_active as before."""
+    t = tracker()
+    feed(t, (T0, garp(A, IP)))
+    events = feed(t, (T0 + 10, request(B, IP, "10.0.0.1")),
+                  (T0 + 10.5, request(C, "10.0.0.7", IP)),
+                  (T0 + 10.5001, reply(A, IP, C, "10.0.0.7")))
+    assert brief(events)[1:] == [("conflict", IP, A, B, "both_active")]
+
+
 def test_old_owner_plain_claim_after_a_failback_window_is_an_ordinary_takeover() -> None:
     """The failback's hold ends (failover back to A); B's claim a minute later starts over."""
     t = tracker()
