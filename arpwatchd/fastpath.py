@@ -52,12 +52,19 @@ _REQUEST = b"\x00\x01"
 _REPLY = b"\x00\x02"
 
 
-def _other_opcode(claim: bytes, at: int) -> bytes:
+def _other_opcode(claim: bytes, at: int) -> bytes | None:
     """The claim bytes of the same sender's replies for its requests' and back (`claim` is
-    frame bytes 6 to the ARP body's 18th, so the opcode sits at `at`). The sender, its MAC
-    and IP are what a claim vouches for (`Tracker._note_steady` gives both opcodes the same
-    binding and per-MAC statistics); the opcode only says which rules the frame meets."""
-    other = _REPLY if claim[at : at + 2] == _REQUEST else _REQUEST
+    frame bytes 6 to the ARP body's 18th, so the opcode sits at `at`); None for any other
+    opcode, which the slow path reports as invalid (issue 15). The sender, its MAC and IP
+    are what a claim vouches for (`Tracker._note_steady` gives both opcodes the same binding
+    and per-MAC statistics); the opcode only says which rules the frame meets."""
+    op = claim[at : at + 2]
+    if op == _REQUEST:
+        other = _REPLY
+    elif op == _REPLY:
+        other = _REQUEST
+    else:
+        return None
     return claim[:at] + other + claim[at + 2 :]
 
 
@@ -159,7 +166,9 @@ class FastPath:
                     s = self._claimed(frame, at, claim, claim.is_request)
                     fresh = True
                 # the same sender's claim with the other opcode will do
-                elif (claim := claims_get(_other_opcode(claim_bytes, at))) is not None:
+                elif (other := _other_opcode(claim_bytes, at)) is not None and (
+                    claim := claims_get(other)
+                ) is not None:
                     s = self._claimed(frame, at, claim, not claim.is_request)
                     fresh = True
             if (
