@@ -18,11 +18,24 @@ from typing import Any
 import pcapy
 
 from arpwatchd.batch import META, Batch
-from arpwatchd.decode import SUPPORTED_LINKTYPES
+from arpwatchd.decode import MAX_TAGS, SUPPORTED_LINKTYPES
 
-# libpcap's `vlan` shifts the offsets for the rest of the expression, even across `or`, so
-# the QinQ branch must nest inside the single-tag one.
-ARP_FILTER = "arp or (vlan and (arp or (vlan and arp)))"
+
+def arp_filter(max_tags: int = MAX_TAGS) -> str:
+    """The BPF expression for ARP behind up to `max_tags` VLAN tags (any of `VLAN_TPIDS`), and
+    for frames with more tags than that which carry ARP or yet another tag: the decoder
+    counts those as `too_many_vlan_tags` instead of the filter dropping them unseen.
+
+    libpcap's `vlan` shifts the offsets for the rest of the expression, even across `or`, so
+    each deeper level must nest inside the one before.
+    """
+    expr = "arp or vlan"
+    for _ in range(max_tags + 1):
+        expr = f"arp or (vlan and ({expr}))"
+    return expr
+
+
+ARP_FILTER = arp_filter()
 ARP_FILTER_NO_VLAN = "arp"  # Linux cooked captures: libpcap has no VLAN keyword there
 _LINK_NAMES = {
     0: "BSD loopback (DLT_NULL)", 6: "Token Ring", 9: "PPP", 10: "FDDI", 12: "raw IP",

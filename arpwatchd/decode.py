@@ -27,8 +27,11 @@ SUPPORTED_LINKTYPES = {
 }
 
 ETH_TYPE_ARP = 0x0806
-_VLAN_TPIDS = frozenset({0x8100, 0x88A8, 0x9100, 0x9200})
-_MAX_TAGS = 4
+VLAN_TPIDS = frozenset({0x8100, 0x88A8, 0x9100})
+"""The tag types libpcap's `vlan` filter keyword knows (802.1Q, 802.1ad, pre-standard QinQ):
+a tag the capture filter cannot see past never reaches the decoder (`capture.arp_filter`)."""
+MAX_TAGS = 4
+"""Tags read before the ARP body; the capture filter passes deeper stacks to be counted."""
 _ARP_LEN = 28
 CACHE_SIZE = 16384
 CACHE_SAMPLE = 4096
@@ -177,9 +180,9 @@ class Decoder:
     ) -> ArpFrame | SkipReason:
         vlan: int | None = None
         tags = 0
-        while ethertype in _VLAN_TPIDS:
+        while ethertype in VLAN_TPIDS:
             tags += 1
-            if tags > _MAX_TAGS:
+            if tags > MAX_TAGS:
                 return SkipReason.TOO_MANY_TAGS
             if len(frame) < at + 4:
                 return SkipReason.TRUNCATED_LINK_HEADER

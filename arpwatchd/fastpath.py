@@ -11,8 +11,8 @@ Most first sightings are a known claim to a new target (a host asking a peer it 
 before, the gateway answering a new host): the sender's half of the frame, the part dpkt and
 the tracker judged, is byte-identical to a remembered steady frame's. Those are checked at the
 target's fixed offsets (`FastPath._claimed`) instead of being decoded again; anything that is
-not certain goes the slow way. Memos are per interface: the same bytes on two interfaces are
-two stations' frames.
+not certain goes the slow way. Memos are per interface and link type: the same bytes on two
+interfaces are two stations' frames, and under another link type they say something else.
 
 Exactness: the bounded tables of requests and answers are written at once, as the slow
 path writes them (once one is full, its order decides what is evicted). Binding refreshes are
@@ -52,12 +52,19 @@ _REQUEST = b"\x00\x01"
 _REPLY = b"\x00\x02"
 
 
-def _other_opcode(claim: bytes, at: int) -> bytes:
+def _other_opcode(claim: bytes, at: int) -> bytes | None:
     """The claim bytes of the same sender's replies for its requests' and back (`claim` is
-    frame bytes 6 to the ARP body's 18th, so the opcode sits at `at`). The sender, its MAC
-    and IP are what a claim vouches for (`Tracker._note_steady` gives both opcodes the same
-    binding and per-MAC statistics); the opcode only says which rules the frame meets."""
-    other = _REPLY if claim[at : at + 2] == _REQUEST else _REQUEST
+    frame bytes 6 to the ARP body's 18th, so the opcode sits at `at`); None for any other
+    opcode, which the slow path reports as invalid (issue 15). The sender, its MAC and IP
+    are what a claim vouches for (`Tracker._note_steady` gives both opcodes the same binding
+    and per-MAC statistics); the opcode only says which rules the frame meets."""
+    op = claim[at : at + 2]
+    if op == _REQUEST:
+        other = _REPLY
+    elif op == _REPLY:
+        other = _REQUEST
+    else:
+        return None
     return claim[:at] + other + claim[at + 2 :]
 
 
@@ -88,11 +95,13 @@ class Pending:
 class FastPath:
     def __init__(self, tracker: Tracker) -> None:
         self.tracker = tracker
-        self._memos: dict[str, dict[bytes, Steady]] = {}
-        """Per interface: the same bytes on two interfaces are two stations' frames."""
-        self._claims: dict[str, dict[bytes, Steady]] = {}
-        """Per interface: a steady frame of each claim (Ethernet bytes 6-31: source, ARP
-        header, sender MAC and IP), for frames that repeat a claim to a new target."""
+        self._memos: dict[tuple[str, int], dict[bytes, Steady]] = {}
+        """Per interface and link type: the same bytes on two interfaces are two stations'
+        frames, and under another link type (one name, two replayed files) other fields."""
+        self._claims: dict[tuple[str, int], dict[bytes, Steady]] = {}
+        """Per interface and link type: a steady frame of each claim (Ethernet bytes 6-31:
+        source, ARP header, sender MAC and IP), for frames that repeat a claim to a new
+        target."""
         self._by_key: dict[int, list[bytes]] = {}
         self._size = 0
         self._version = tracker.version
@@ -115,11 +124,12 @@ class FastPath:
         events: list[Event],
         interface: str = "",
         ethernet: bool = False,
+        linktype: int = 1,
     ) -> None:
-        """Feeds a batch; `slow(ts, frame)` handles a frame the fast path cannot, returning
-        True when the tracker marked it steady (it is then remembered). With `ethernet`
-        (the Ethernet link type), a first sighting that repeats a known steady claim to a
-        new target is handled here too, without dpkt (`_claimed`)."""
+        """Feeds a batch of frames of `linktype`; `slow(ts, frame)` handles a frame the fast
+        path cannot, returning True when the tracker marked it steady (it is then remembered).
+        With `ethernet` (the Ethernet link type), a first sighting that repeats a known steady
+        claim to a new target is handled here too, without dpkt (`_claimed`)."""
         if not self.enabled:
             for ts, frame in batch.frames():
                 slow(ts, frame)
@@ -136,9 +146,10 @@ class FastPath:
         answers = tracker.answers
         answers_pop = answers.pop
         note_answer = tracker.note_answer
-        memo = self._memos.setdefault(interface, {})
+        table = (interface, linktype)
+        memo = self._memos.setdefault(table, {})
         memo_get = memo.get
-        claims = self._claims.setdefault(interface, {})
+        claims = self._claims.setdefault(table, {})
         # under a flood of new stations (few hits) no first sighting repeats a known claim:
         # looking for one would only cost
         claims_get = claims.get if ethernet and self._remember_new else None
@@ -159,7 +170,9 @@ class FastPath:
                     s = self._claimed(frame, at, claim, claim.is_request)
                     fresh = True
                 # the same sender's claim with the other opcode will do
-                elif (claim := claims_get(_other_opcode(claim_bytes, at))) is not None:
+                elif (other := _other_opcode(claim_bytes, at)) is not None and (
+                    claim := claims_get(other)
+                ) is not None:
                     s = self._claimed(frame, at, claim, not claim.is_request)
                     fresh = True
             if (
@@ -221,12 +234,12 @@ class FastPath:
                         s = None
                 if s is not None:  # a repeat: its refresh waits for the next flush
                     if fresh:
-                        self._remember(interface, frame, s)
+                        self._remember(memo, frame, s)
                         self._remember_claim(claims, claim_bytes, s)
                         self.claimed += 1
                     if waiting is None:
                         waiting = pending[s.key] = Pending(s.key, s.dom, ts)
-                    else:
+                    elif ts > waiting.last:  # merged captures can step back: never last_seen
                         waiting.last = ts
                     continue
             if pending and ts >= horizon:
@@ -236,7 +249,7 @@ class FastPath:
                 and tracker.steady is not None
                 and (self._remember_new or not tracker.steady_created)
             ):
-                self._remember(interface, frame, tracker.steady)
+                self._remember(memo, frame, tracker.steady)
                 if claims_get is not None and (at := _arp_at(frame)):
                     self._remember_claim(claims, frame[6 : at + 18], tracker.steady)
             if tracker.version != self._version:
@@ -281,11 +294,11 @@ class FastPath:
             return None
         return Steady.reply(dom, spa, claim.stats, sha, tha, tpa)
 
-    def _remember(self, interface: str, frame: bytes, steady: Steady) -> None:
+    def _remember(self, memo: dict[bytes, Steady], frame: bytes, steady: Steady) -> None:
         if self._size >= MAX_MEMOS:
             self._forget_all()
         self._size += 1
-        self._memos[interface][frame] = steady
+        memo[frame] = steady
         by_key = self._by_key
         if (frames := by_key.get(steady.key)) is None:
             by_key[steady.key] = [frame]

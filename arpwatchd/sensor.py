@@ -151,7 +151,8 @@ class Sensor:
         try:
             # a defender must see every first sighting, so no frame skips dpkt by its claim
             fast.run(batch, slow, events, decoder.interface,
-                     ethernet=decoder.linktype == DLT_EN10MB and defender is None)
+                     ethernet=decoder.linktype == DLT_EN10MB and defender is None,
+                     linktype=decoder.linktype)
         except Exception:
             self._frame_error(b"")
         kinds[ArpKind.REQUEST] = kinds.get(ArpKind.REQUEST, 0) + fast.request_hits - requests

@@ -157,11 +157,22 @@ def arpwatchd_under_test(override: str | None, snapshot: str | None) -> Iterator
                         f"snapshot of git {rev}")
 
 
-def capture_filter(sources: Path) -> str:
+def capture_filter(under: UnderTest) -> str:
     """The BPF filter the measured arpwatchd gives libpcap (`ARP_FILTER` in its capture.py),
-    so tcpdump filters exactly as it does."""
-    found = re.search(r'^ARP_FILTER = "([^"]+)"', (sources / "capture.py").read_text(), re.M)
-    return found.group(1) if found else "arp"
+    so tcpdump filters exactly as it does: a string literal in older sources, else asked of
+    the measured package itself (it is built from the decoder's VLAN tag depth)."""
+    found = re.search(r'^ARP_FILTER = "([^"]+)"', (under.sources / "capture.py").read_text(),
+                      re.M)
+    if found:
+        return found.group(1)
+    command = under.command
+    python = command[:-2] if command[-2:] == ["-m", "arpwatchd"] else [python_of(command)]
+    done = subprocess.run([*python, "-c", "from arpwatchd.capture import ARP_FILTER; "
+                           "print(ARP_FILTER)"], env=under.env, cwd=under.sources.parent,
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not done.stdout.strip():
+        sys.exit(f"bench.py: cannot read ARP_FILTER from {under.sources}: {done.stderr.strip()}")
+    return done.stdout.strip()
 
 
 def python_of(arpwatchd: list[str]) -> str:
@@ -335,7 +346,7 @@ def count_lines(path: Path) -> int | None:
 class Bench:
     def __init__(self, under: UnderTest, tmp: Path, timeout: float) -> None:
         self.arpwatchd = under.command
-        self.bpf = capture_filter(under.sources)
+        self.bpf = capture_filter(under)
         self.env = under.env
         self.tmp = tmp
         self.timeout = timeout

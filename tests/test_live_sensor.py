@@ -15,6 +15,7 @@ tests/LAB_NOTES.md.
 
 from __future__ import annotations
 
+import struct
 import time
 from pathlib import Path
 
@@ -147,6 +148,26 @@ def test_same_ip_in_two_vlans_is_two_stations_not_a_conflict(lab: Lab) -> None:
     assert requesters == {(10, "02:00:00:00:10:02"), (20, "02:00:00:00:20:02")}, events
     time.sleep(0.5)
     assert not pick(sensor.events(), "conflict"), sensor.events()
+
+
+def test_arp_behind_three_and_four_tags_is_captured(lab: Lab) -> None:
+    """The kernel's filter passes QinQ ARP as deep as the decoder reads (issue 15 item 7):
+    the kernel takes the outer tag off into metadata, so libpcap's filter checks it there and
+    the inner tags in the frame. 3 and 4 tags: stations of the outer VLAN; 2 tags still work."""
+    host = lab.add_host("q", "02:00:00:00:30:01")
+    sensor = SensorProcess(lab, CONFIG).start()
+    frames = []
+    for depth in (2, 3, 4):
+        mac = f"02:00:00:00:30:0{depth}"
+        frame = netlab.arp_frame(1, mac, netlab.BROADCAST, mac, f"10.99.{depth}.1",
+                                 netlab.ZERO_MAC, f"10.99.{depth}.2")
+        stack = b"".join(struct.pack("!HH", 0x88A8 if i == 0 else 0x8100, depth * 100 + i)
+                         for i in range(depth))
+        frames.append(frame[:12] + stack + frame[12:])
+    host.send_frames(frames)
+    events = sensor.wait_for(having("new_station", 3), 5, "three new_station")
+    stations = {(e["ip"], e["vlan"]) for e in pick(events, "new_station")}
+    assert stations == {("10.99.2.1", 200), ("10.99.3.1", 300), ("10.99.4.1", 400)}, events
 
 
 COMPARED = ("ts", "event", "ip", "mac", "previous_mac", "reason", "vlan")
