@@ -261,3 +261,12 @@ def test_global_cap_delays_last_words_too() -> None:
     assert times == pytest.approx([0.0, 0.0] + [0.5 * n for n in range(1, 7)])
     assert [r for _, _, r in sent].count("last_word") == 3
     assert {ip for t, ip, _ in sent if t >= 1.0} == {f"10.0.1.{i}" for i in range(1, 6)}
+
+
+def test_an_answer_just_before_the_last_word_waits_for_it() -> None:
+    """Claims a little more than a lock time apart, each seen just after the last word of the
+    previous one: the held-back answer and the last word are one frame, one a second."""
+    sent = attack(defender(), [0.0] + [1.0002 * n + 0.0001 for n in range(1, 6)], until=9)
+    times = [t for t, _ in sent]
+    assert all(b - a >= 0.999 for a, b in itertools.pairwise(times)), sent
+    assert len(sent) == 7 and sent[-1][0] >= 6.0
