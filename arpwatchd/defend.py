@@ -8,19 +8,25 @@ an *episode* for that address; an episode ends after `episode_end` of intruder s
 kinds of defense are due in it:
 
 - the **answer** to a claim: `delay` after the claim (default 0: at once), but no sooner than
-  the spacing after the previous defense of the address. A claim counts as answered only by a
-  defense sent at least `delay` after it.
+  the spacing (`interval`, at least `locktime`) after the previous answer. A claim counts as
+  answered only by a defense sent at least `delay` after it.
 - the **last word** (mode `last-word`, the default): one more defense `locktime` after the
   intruder's latest claim, whatever the spacing held back. A defense sent at or after that
   time already is the last word.
 
-Why: measured on Linux 6.x (tests/LAB_NOTES.md), a neighbour entry ignores an ordinary reply
-for `locktime` (1 s) after its last update, but an Announcement overrides it at once and then
-holds the entry for a lock time. So answering every claim (spacing = the lock time, at most one
-per address per second) leaves an intruder's unsolicited replies nothing to win, and the last
-word, the lock time after the intruder's last claim, is applied by any victim whatever it did
-with the frames before. Mode `rfc5227` keeps RFC 5227 section 2.4's DEFEND_INTERVAL: at most
-one defense per address per 10 s, the last claim answered only when that interval allows.
+Why, measured on Linux 6.x (tests/LAB_NOTES.md and the lab of tests/test_live_defense.py): a
+neighbour entry ignores an ordinary reply for `locktime` (1 s) after it last *changed*, but an
+Announcement overrides it at once. An Announcement that finds the entry already on the owner
+changes nothing, so it does not move the lock either. Hence:
+- an ordinary reply within `locktime` of our previous answer (which put victims back on the
+  owner and locked them) is ignored by them; it draws no answer of its own (one would only
+  hold back the answer to the next reply, which does win) and is left to the last word;
+- any other claim (a gratuitous one overrides any lock) is answered at once, at most one
+  answer per address per `locktime`;
+- the last word is applied by any victim whatever it did with the frames before, and a last
+  word does not hold back the next answer.
+Mode `rfc5227` keeps RFC 5227 section 2.4's DEFEND_INTERVAL: at most one defense per address
+per 10 s, the last claim answered only when that interval allows.
 
 Limits, so a sensor cannot be turned into a broadcast storm: after `max_defenses` in one
 episode a still-claiming intruder raises `defense_failed` once, and from then on every defense
@@ -37,18 +43,13 @@ from enum import StrEnum
 from arpwatchd.addresses import ip_text, mac_text
 from arpwatchd.decode import ArpFrame
 from arpwatchd.events import Event, EventKind
-from arpwatchd.frames import announcement
+from arpwatchd.frames import REPLY, announcement
 from arpwatchd.policy import DomainMatch
 
 DEFEND_INTERVAL = 10.0
 """RFC 5227 section 2.4: a host defends an address at most once per this many seconds."""
 LOCKTIME = 1.0
 """Linux `net.ipv4.neigh.*.locktime` default (100 centiseconds)."""
-MERGE = 0.1
-"""An answer held back to less than this before the last word waits for it, and one frame
-does both: an intruder replying about once per lock time (bettercap: every second) would
-otherwise draw two frames a millisecond apart every second (measured in the lab)."""
-
 
 class DefenseMode(StrEnum):
     """How often an address is defended while an intruder claims it (config `defend.mode`)."""
@@ -123,8 +124,8 @@ class Send:
 
 
 class _Episode:
-    __slots__ = ("failed", "intruder", "last_claim", "last_sent", "sent", "unanswered",
-                 "word_due")
+    __slots__ = ("failed", "intruder", "last_answer", "last_claim", "last_sent", "sent",
+                 "unanswered", "word_due")
 
     def __init__(self, intruder: bytes, ts: float) -> None:
         self.intruder = intruder
@@ -133,6 +134,7 @@ class _Episode:
         self.word_due: float | None = None
         """When the last word is due (last-word mode); None: said, or not this mode."""
         self.last_sent: float | None = None
+        self.last_answer: float | None = None
         self.sent = 0
         self.failed = False
 
@@ -140,11 +142,10 @@ class _Episode:
         if self.unanswered is None:
             return None
         due = self.unanswered + policy.delay
-        if self.last_sent is not None:
-            due = max(due, self.last_sent + self._spacing(policy))
-        word = self.word(policy)
-        if word is not None and due < word <= due + MERGE:
-            return word
+        slowed = self.sent >= policy.budget
+        previous = self.last_sent if slowed else self.last_answer
+        if previous is not None:
+            due = max(due, previous + self._spacing(policy))
         return due
 
     def word(self, policy: DefensePolicy) -> float | None:
@@ -207,7 +208,7 @@ class Defender:
             episode = self._episodes[key] = _Episode(frame.sha, ts)
         episode.last_claim = ts
         episode.intruder = frame.sha
-        if episode.unanswered is None:
+        if episode.unanswered is None and not self._ignored(frame, ts, episode):
             episode.unanswered = ts
         if self.policy.mode is DefenseMode.LAST_WORD:
             episode.word_due = ts + max(self.policy.locktime, self.policy.delay)
@@ -216,6 +217,19 @@ class Defender:
             return [self._event(ts, EventKind.DEFENSE_FAILED, address, frame.sha,
                                 count=episode.sent)]
         return []
+
+    def _ignored(self, frame: ArpFrame, ts: float, episode: _Episode) -> bool:
+        """Whether victims ignore this claim: an ordinary reply (not gratuitous in Linux's
+        sense: spa = tpa and tha = sha) within `locktime` of the previous answer, which put
+        their entries back on the owner and locked them (LAB_NOTES row 1). Answering it only
+        re-announces what victims have, and such an announcement does not move their lock:
+        the intruder's next reply after it would win, and its answer be held back. The last
+        word still follows it."""
+        if self.policy.mode is not DefenseMode.LAST_WORD or episode.last_answer is None:
+            return False
+        if frame.op != REPLY or (frame.spa == frame.tpa and frame.tha == frame.sha):
+            return False
+        return ts < episode.last_answer + self.policy.locktime
 
     def next_due(self) -> float | None:
         """When `due` next has something to send: never earlier than a token is available,
@@ -255,6 +269,8 @@ class Defender:
         answer = episode.answer_due(self.policy)
         why = "defended" if answer is not None and answer <= now else "last_word"
         episode.last_sent = now
+        if why == "defended":
+            episode.last_answer = now
         episode.sent += 1
         # a claim less than `delay` before the defense is not answered by it
         delay = self.policy.delay

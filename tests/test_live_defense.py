@@ -317,7 +317,9 @@ def test_intruder_outlasting_max_defenses_gives_one_defense_failed(lab: Lab) -> 
         OWNED_IP, OWNER, INTRUDER, 2), failed
     assert failed["severity"] == "critical"
     sent = pick(events, "defense_sent")
-    assert event_ts(sent[1]) < event_ts(failed) < event_ts(sent[2]), events
+    # failed carries the claim's packet time, which may precede the second defense by a hair
+    # when that claim was read just after it was sent
+    assert event_ts(sent[1]) - 0.05 < event_ts(failed) < event_ts(sent[2]), events
     packets = cap.arps()
     defenses = sent_by_sensor(lab, packets)
     claims = [p for p in packets if p.sha == INTRUDER]
@@ -490,23 +492,24 @@ def test_default_defense_keeps_the_victim_on_the_owner_and_has_the_last_word(lab
     """Issue 14, default config: the victim is on the owner at least 60 % of a 1/s spoof and
     back on it at most 1.5 s after the intruder's last claim, and stays there."""
     run, events = _spoofed_victim(lab, last_word_config(lab), after=3.0)
+    sent = pick(events, "defense_sent")
     print("\n" + run.summary("default (last-word)"))
+    print("  defenses (s after the first claim, reason): " + ", ".join(
+        f"{d.ts - run.first:.3f} {e['reason']}" for d, e in zip(run.defenses, sent, strict=False)))
+    print("  claims: " + ", ".join(f"{c.ts - run.first:.3f}" for c in run.claims))
+    print("  victim off the owner at: " + ", ".join(
+        f"{t - run.first:.2f}" for t, mac in run.samples if mac != OWNER))
     assert_defense_frames(run.defenses, OWNED_IP)
     back = run.back_after_last()
     assert back is not None and back <= BACK_WITHIN, run.samples
     assert run.samples[-1][0] - run.last >= BACK_WITHIN + 1.0  # seen staying there
     assert run.on_owner() >= ON_OWNER_AT_LEAST, run.samples
-    assert run.defenses[-1].ts > run.last, "the owner did not have the last word"
-    sent = pick(events, "defense_sent")
+    assert run.defenses[-1].ts >= run.last + LOCKTIME - 0.02, "the owner had not the last word"
     assert len(sent) == len(run.defenses), (sent, run.defenses)
-    for (a, b), reason in zip(itertools.pairwise(run.defenses), pick(sent[1:]), strict=True):
-        # answers at most one per second; a last word may follow an answer sooner
-        assert b.ts - a.ts >= LOCKTIME - 0.02 or reason["reason"] == "last_word", sent
-    print("  defenses (s after the first claim, reason): " + ", ".join(
-        f"{d.ts - run.first:.3f} {e['reason']}" for d, e in zip(run.defenses, sent, strict=True)))
-    print("  claims: " + ", ".join(f"{c.ts - run.first:.3f}" for c in run.claims))
-    print("  victim off the owner at: " + ", ".join(
-        f"{t - run.first:.2f}" for t, mac in run.samples if mac != OWNER))
+    answers = [d for d, e in zip(run.defenses, sent, strict=True) if e["reason"] == "defended"]
+    gaps = [b.ts - a.ts for a, b in itertools.pairwise(answers)]
+    assert min(gaps) >= LOCKTIME - 0.02, f"two answers within the lock time: {gaps}"
+    assert run.frames_per_attack_second() <= 2.0, "more than an answer and a last word a second"
     assert not pick(events, "defense_failed"), events
 
 
