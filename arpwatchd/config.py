@@ -23,7 +23,7 @@ from arpwatchd.addresses import (
     parse_mac_prefix,
     parse_network,
 )
-from arpwatchd.defend import DefensePolicy, OwnedAddress
+from arpwatchd.defend import DEFEND_INTERVAL, LOCKTIME, DefenseMode, DefensePolicy, OwnedAddress
 from arpwatchd.events import EventKind
 from arpwatchd.hooks import HookConfig
 from arpwatchd.policy import (
@@ -123,9 +123,11 @@ class Config:
                      "vlan": a.vlan, "group": sorted(mac_text(m) for m in a.group)}
                     for a in self.defense.addresses
                 ],
-                "interval": self.defense.interval,
+                "mode": self.defense.mode.value,
+                "interval": self.defense.spacing,
+                "locktime": self.defense.locktime,
                 "delay": self.defense.delay,
-                "max": self.defense.max_defenses,
+                "max": self.defense.budget,
                 "rate": self.defense.rate,
                 "announce_at_start": self.defense.announce_at_start,
                 "ethernet_source": "owner" if self.defense.use_owner_mac_as_source else "nic",
@@ -462,9 +464,10 @@ class _Reader:
         )
 
     def defense(self, node: _Node) -> DefensePolicy:
-        fields = node.mapping({"addresses", "interval", "delay", "max", "rate",
-                               "announce_at_start", "ethernet_source"})
+        fields = node.mapping({"addresses", "mode", "interval", "locktime", "delay", "max",
+                               "rate", "announce_at_start", "ethernet_source"})
         defaults = DefensePolicy()
+        mode, interval, locktime = self.defense_timing(fields)
         source = fields["ethernet_source"].scalar() if "ethernet_source" in fields else "nic"
         if source not in ("nic", "owner"):
             raise fields["ethernet_source"].fail("expected 'nic' or 'owner'")
@@ -478,8 +481,9 @@ class _Reader:
             seen.add(key)
         return DefensePolicy(
             addresses=addresses,
-            interval=fields["interval"].convert(parse_duration)
-            if "interval" in fields else defaults.interval,
+            mode=mode,
+            interval=interval,
+            locktime=locktime,
             delay=fields["delay"].convert(parse_duration) if "delay" in fields else defaults.delay,
             max_defenses=fields["max"].convert(_positive_int)
             if "max" in fields else defaults.max_defenses,
@@ -489,6 +493,35 @@ class _Reader:
             if "announce_at_start" in fields else False,
             use_owner_mac_as_source=source == "owner",
         )
+
+    def defense_timing(self, fields: dict[str, _Node]) -> tuple[DefenseMode, float | None, float]:
+        """`mode`, `interval` and `locktime`, checked against each other: a mode's spacing is a
+        floor, so a config asking for faster defenses is refused rather than silently slowed."""
+        modes = " or ".join(repr(m.value) for m in DefenseMode)
+
+        def known(text: str) -> DefenseMode:
+            if text not in set(DefenseMode):
+                raise ValueError(f"expected {modes}, not {text!r}")
+            return DefenseMode(text)
+
+        mode = fields["mode"].convert(known) if "mode" in fields else DefenseMode.LAST_WORD
+        locktime = fields["locktime"].convert(parse_duration) if "locktime" in fields \
+            else LOCKTIME
+        if not 0 < locktime <= DEFEND_INTERVAL:
+            raise fields["locktime"].fail(
+                f"expected more than 0 s and at most {DEFEND_INTERVAL:g} s")
+        interval = fields["interval"].convert(parse_duration) if "interval" in fields else None
+        if interval is None:
+            return mode, None, locktime
+        if mode is DefenseMode.RFC5227 and interval < DEFEND_INTERVAL:
+            raise fields["interval"].fail(
+                f"mode 'rfc5227' defends at most once per {DEFEND_INTERVAL:g} s "
+                "(DEFEND_INTERVAL); mode 'last-word' defends faster")
+        if mode is DefenseMode.LAST_WORD and interval < locktime:
+            raise fields["interval"].fail(
+                f"mode 'last-word' answers no sooner than locktime ({locktime:g} s) after the "
+                "previous defense; an interval below it would only add frames")
+        return mode, interval, locktime
 
     def owned(self, node: _Node) -> OwnedAddress:
         fields = node.mapping({"ip", "mac", "interface", "vlan", "group"})

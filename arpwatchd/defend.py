@@ -1,29 +1,64 @@
-"""Defending owned addresses (RFC 5227 section 2.4): when to re-announce, decided purely.
+"""Defending owned addresses (DESIGN.md section 5): when to re-announce, decided purely.
 
 The sensor re-announces an owned address (ARP Announcement: broadcast request, sender IP =
 target IP = the address, sender MAC = the owner, target MAC zero) when another MAC claims it.
 
-The owner has the last word. Measured on Linux 6.x (tests/LAB_NOTES.md): a neighbour entry
-ignores an ordinary reply for `locktime` (1 s) after its last update, but an ARP Announcement
-(a gratuitous request) overrides it at once. So the first defense goes out `delay` after the
-intruder's first claim (default 0: at once), then at most one per `interval`
-(DEFEND_INTERVAL, 10 s) per address while claims keep coming, and always one more after the
-intruder's last claim: a claim counts as answered only by a defense sent at least `delay`
-after it. For hosts that lock even against announcements, `delay: 1.5s` waits out the lock.
-After `max_defenses` in one episode a still-claiming intruder raises `defense_failed` once;
-defending goes on. A global token bucket caps frames per second across all addresses.
+Theory of operation. A claim of an owned address by a MAC outside its group opens (or extends)
+an *episode* for that address; an episode ends after `episode_end` of intruder silence. Two
+kinds of defense are due in it:
+
+- the **answer** to a claim: `delay` after the claim (default 0: at once), but no sooner than
+  the spacing (`interval`, at least `locktime`) after the previous answer. A claim counts as
+  answered only by a defense sent at least `delay` after it.
+- the **last word** (mode `last-word`, the default): one more defense `locktime` after the
+  intruder's latest claim, whatever the spacing held back. A defense sent at or after that
+  time already is the last word.
+
+Why, measured on Linux 6.x (tests/LAB_NOTES.md and the lab of tests/test_live_defense.py): a
+neighbour entry ignores an ordinary reply for `locktime` (1 s) after it last *changed*, but an
+Announcement overrides it at once. An Announcement that finds the entry already on the owner
+changes nothing, so it does not move the lock either. Hence:
+- an ordinary reply within `locktime` of our previous answer (which put victims back on the
+  owner and locked them) is ignored by them; it draws no answer of its own (one would only
+  hold back the answer to the next reply, which does win) and is left to the last word;
+- any other claim (a gratuitous one overrides any lock) is answered at once, at most one
+  answer per address per `locktime`;
+- the last word is applied by any victim whatever it did with the frames before, and a last
+  word does not hold back the next answer.
+Mode `rfc5227` keeps RFC 5227 section 2.4's DEFEND_INTERVAL: at most one defense per address
+per 10 s, the last claim answered only when that interval allows.
+
+Limits, so a sensor cannot be turned into a broadcast storm: after `max_defenses` in one
+episode a still-claiming intruder raises `defense_failed` once, and from then on every defense
+of that episode, the last word included, keeps DEFEND_INTERVAL (10 s); a global token bucket
+(`rate` frames per second, burst of the same size) delays frames across all addresses.
 Time is a parameter; sending is the caller's job.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from arpwatchd.addresses import ip_text, mac_text
 from arpwatchd.decode import ArpFrame
 from arpwatchd.events import Event, EventKind
-from arpwatchd.frames import announcement
+from arpwatchd.frames import REPLY, announcement
 from arpwatchd.policy import DomainMatch
+
+DEFEND_INTERVAL = 10.0
+"""RFC 5227 section 2.4: a host defends an address at most once per this many seconds."""
+LOCKTIME = 1.0
+"""Linux `net.ipv4.neigh.*.locktime` default (100 centiseconds)."""
+
+class DefenseMode(StrEnum):
+    """How often an address is defended while an intruder claims it (config `defend.mode`)."""
+
+    LAST_WORD = "last-word"
+    """Answer each claim, no sooner than `locktime` after the previous defense, and always
+    once more `locktime` after the intruder's last claim."""
+    RFC5227 = "rfc5227"
+    """At most one defense per address per DEFEND_INTERVAL (10 s), the last word included."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +80,16 @@ class OwnedAddress:
 @dataclass(frozen=True, slots=True)
 class DefensePolicy:
     addresses: tuple[OwnedAddress, ...] = ()
-    interval: float = 10.0
+    mode: DefenseMode = DefenseMode.LAST_WORD
+    interval: float | None = None
+    """Least time between two answers for one address; None: the mode's (1 s last-word,
+    10 s rfc5227). Never below `locktime` in last-word mode nor 10 s in rfc5227 mode."""
+    locktime: float = LOCKTIME
+    """The victims' neighbour lock time: the last word follows the last claim by this."""
     delay: float = 0.0
-    max_defenses: int = 3
+    max_defenses: int | None = None
+    """Defenses in one episode before `defense_failed`; None: the mode's (30 last-word, about
+    30 s of answers; 3 rfc5227)."""
     rate: float = 10.0
     """Frames per second across all addresses (token bucket, burst of the same size)."""
     episode_end: float = 30.0
@@ -56,6 +98,20 @@ class DefensePolicy:
     announce_num: int = 2
     announce_interval: float = 2.0
     use_owner_mac_as_source: bool = False
+
+    @property
+    def spacing(self) -> float:
+        """The effective least time between two answers for one address."""
+        if self.mode is DefenseMode.RFC5227:
+            return max(self.interval or DEFEND_INTERVAL, DEFEND_INTERVAL)
+        return max(self.interval or self.locktime, self.locktime)
+
+    @property
+    def budget(self) -> int:
+        """The effective `max_defenses`."""
+        if self.max_defenses is not None:
+            return self.max_defenses
+        return 3 if self.mode is DefenseMode.RFC5227 else 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,23 +124,45 @@ class Send:
 
 
 class _Episode:
-    __slots__ = ("failed", "intruder", "last_claim", "last_sent", "sent", "unanswered")
+    __slots__ = ("failed", "intruder", "last_answer", "last_claim", "last_sent", "sent",
+                 "unanswered", "word_due")
 
     def __init__(self, intruder: bytes, ts: float) -> None:
         self.intruder = intruder
         self.last_claim = ts
         self.unanswered: float | None = ts
+        self.word_due: float | None = None
+        """When the last word is due (last-word mode); None: said, or not this mode."""
         self.last_sent: float | None = None
+        self.last_answer: float | None = None
         self.sent = 0
         self.failed = False
 
-    def due(self, delay: float, interval: float) -> float | None:
+    def answer_due(self, policy: DefensePolicy) -> float | None:
         if self.unanswered is None:
             return None
-        due = self.unanswered + delay
-        if self.last_sent is not None:
-            due = max(due, self.last_sent + interval)
+        due = self.unanswered + policy.delay
+        slowed = self.sent >= policy.budget
+        previous = self.last_sent if slowed else self.last_answer
+        if previous is not None:
+            due = max(due, previous + self._spacing(policy))
         return due
+
+    def word(self, policy: DefensePolicy) -> float | None:
+        if self.word_due is None:
+            return None
+        if self.last_sent is not None and self.sent >= policy.budget:
+            return max(self.word_due, self.last_sent + DEFEND_INTERVAL)
+        return self.word_due
+
+    def due(self, policy: DefensePolicy) -> float | None:
+        times = [t for t in (self.answer_due(policy), self.word(policy)) if t is not None]
+        return min(times) if times else None
+
+    def _spacing(self, policy: DefensePolicy) -> float:
+        if self.sent >= policy.budget:
+            return max(policy.spacing, DEFEND_INTERVAL)
+        return policy.spacing
 
 
 class Defender:
@@ -130,20 +208,35 @@ class Defender:
             episode = self._episodes[key] = _Episode(frame.sha, ts)
         episode.last_claim = ts
         episode.intruder = frame.sha
-        if episode.unanswered is None:
+        if episode.unanswered is None and not self._ignored(frame, ts, episode):
             episode.unanswered = ts
-        if episode.sent >= self.policy.max_defenses and not episode.failed:
+        if self.policy.mode is DefenseMode.LAST_WORD:
+            episode.word_due = ts + max(self.policy.locktime, self.policy.delay)
+        if episode.sent >= self.policy.budget and not episode.failed:
             episode.failed = True
             return [self._event(ts, EventKind.DEFENSE_FAILED, address, frame.sha,
                                 count=episode.sent)]
         return []
+
+    def _ignored(self, frame: ArpFrame, ts: float, episode: _Episode) -> bool:
+        """Whether victims ignore this claim: an ordinary reply (not gratuitous in Linux's
+        sense: spa = tpa and tha = sha) within `locktime` of the previous answer, which put
+        their entries back on the owner and locked them (LAB_NOTES row 1). Answering it only
+        re-announces what victims have, and such an announcement does not move their lock:
+        the intruder's next reply after it would win, and its answer be held back. The last
+        word still follows it."""
+        if self.policy.mode is not DefenseMode.LAST_WORD or episode.last_answer is None:
+            return False
+        if frame.op != REPLY or (frame.spa == frame.tpa and frame.tha == frame.sha):
+            return False
+        return ts < episode.last_answer + self.policy.locktime
 
     def next_due(self) -> float | None:
         """When `due` next has something to send: never earlier than a token is available,
         so a caller sleeping until then does not spin while the rate cap holds frames back."""
         times = [t for t, _ in self._start[:1]]
         for episode in self._episodes.values():
-            due = episode.due(self.policy.delay, self.policy.interval)
+            due = episode.due(self.policy)
             if due is not None:
                 times.append(due)
         if not times:
@@ -160,22 +253,31 @@ class Defender:
         while self._start and self._start[0][0] <= now and self._take():
             _, address = self._start.pop(0)
             sends.append(self._send(now, address, None, "announce_at_start", 0))
-        delay = self.policy.delay
         for key, episode in list(self._episodes.items()):
-            due = episode.due(delay, self.policy.interval)
+            due = episode.due(self.policy)
             if due is None:
                 if now - episode.last_claim > self.policy.episode_end:
                     del self._episodes[key]
                 continue
             if now < due or not self._take():
                 continue
-            episode.last_sent = now
-            episode.sent += 1
-            # a claim less than `delay` before the defense is not answered by it
-            episode.unanswered = episode.last_claim if episode.last_claim > now - delay else None
-            address = self._owned[key]
-            sends.append(self._send(now, address, episode.intruder, "defended", episode.sent))
+            sends.append(self._defend(now, key, episode))
         return sends
+
+    def _defend(self, now: float, key: tuple[str, int | None, int], episode: _Episode) -> Send:
+        """The defense due now for `episode`, and what it answers."""
+        answer = episode.answer_due(self.policy)
+        why = "defended" if answer is not None and answer <= now else "last_word"
+        episode.last_sent = now
+        if why == "defended":
+            episode.last_answer = now
+        episode.sent += 1
+        # a claim less than `delay` before the defense is not answered by it
+        delay = self.policy.delay
+        episode.unanswered = episode.last_claim if episode.last_claim > now - delay else None
+        if episode.word_due is not None and now >= episode.word_due:
+            episode.word_due = None
+        return self._send(now, self._owned[key], episode.intruder, why, episode.sent)
 
     def _send(
         self, now: float, address: OwnedAddress, intruder: bytes | None, why: str, count: int

@@ -112,6 +112,7 @@ class _Copy:
     store_writes: int
     frame_errors: int
     defense_sent: dict[str, int]
+    defense_last_word: dict[str, int]
     defense_failures: dict[str, int]
     defense_send_errors: dict[str, int]
     tracker: TrackerStats | None
@@ -132,6 +133,7 @@ def _copy(stats: SensorStats) -> _Copy:
             store_writes=stats.store_writes,
             frame_errors=stats.frame_errors,
             defense_sent=dict(stats.defense_sent),
+            defense_last_word=dict(stats.defense_last_word),
             defense_failures=dict(stats.defense_failures),
             defense_send_errors=dict(stats.defense_send_errors),
             tracker=stats.tracker,
@@ -316,6 +318,10 @@ class ArpwatchCollector(Collector):
             (c.defense_sent, CounterMetricFamily(
                 PREFIX + "defense_packets_sent", "ARP announcements sent to defend owned "
                 "addresses, by interface.", labels=["interface"])),
+            (c.defense_last_word, CounterMetricFamily(
+                PREFIX + "defense_last_word_packets_sent", "Of the defense announcements, those "
+                "sent as the last word, the lock time after an intruder's last claim.",
+                labels=["interface"])),
             (c.defense_send_errors, CounterMetricFamily(
                 PREFIX + "defense_send_errors", "Defense announcements that could not be sent "
                 "(interface lost, libpcap error).", labels=["interface"])),

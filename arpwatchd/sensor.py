@@ -196,6 +196,8 @@ class Sensor:
             events.append(send.event)
             with self.stats.lock:
                 self.stats.defense_sent[send.interface] += 1
+                if send.event.reason == "last_word":
+                    self.stats.defense_last_word[send.interface] += 1
         for send, reason in failed:
             self._once(reason)
             with self.stats.lock:

@@ -46,6 +46,8 @@ class SensorStats:
     """Events the history lost because the store could not be written for too long."""
     frame_errors: int = 0
     defense_sent: Counter[str] = field(default_factory=Counter)
+    defense_last_word: Counter[str] = field(default_factory=Counter)
+    """interface -> defense frames sent as the last word after an intruder's last claim."""
     defense_failures: Counter[str] = field(default_factory=Counter)
     """interface -> defense_failed events (the intruder kept claiming after defend_max)."""
     defense_send_errors: Counter[str] = field(default_factory=Counter)

@@ -75,6 +75,7 @@ def test_collector_reads_every_counter() -> None:
     stats.store_writes, stats.store_write_errors, stats.frame_errors = 8, 2, 1
     stats.store_events_dropped = 5
     stats.defense_sent["eth0"] = 4
+    stats.defense_last_word["eth0"] = 2
     stats.defense_failures["eth0"] = 1
     stats.defense_send_errors["eth0"] = 3
     stats.tracker = _tracker()
@@ -107,6 +108,7 @@ def test_collector_reads_every_counter() -> None:
     assert get("arpwatchd_store_events_dropped_total") == 5
     assert get("arpwatchd_frame_errors_total") == 1
     assert get("arpwatchd_defense_packets_sent_total", iface) == 4
+    assert get("arpwatchd_defense_last_word_packets_sent_total", iface) == 2
     assert get("arpwatchd_defense_failures_total", iface) == 1
     assert get("arpwatchd_defense_send_errors_total", iface) == 3
 

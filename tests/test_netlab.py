@@ -371,6 +371,15 @@ def test_locktime_first_reply_wins_but_gratuitous_and_requests_override(lab: Lab
     assert mallory.neigh(OWNER_IP) is None
 
 
+def poisoned_then_defended(lab: Lab, victim: netlab.Host, mallory: netlab.Host) -> None:
+    """Mallory's unsolicited reply poisons the victim, then the sensor's announcement for the
+    owner puts it back (each waited for in the victim's cache)."""
+    mallory.send_frames([reply(MALLORY, OWNER_IP, VICTIM, VICTIM_IP)])
+    wait_mac(victim, OWNER_IP, MALLORY)
+    lab.sensor_send([announcement(OWNER, OWNER_IP, eth_src=lab.sensor_mac)])
+    wait_mac(victim, OWNER_IP, OWNER)
+
+
 @pytest.mark.live
 def test_defense_announcement_at_once_wins_and_is_protected_by_locktime(lab: Lab) -> None:
     """DESIGN section 5: an ARP Announcement for the owner sent from the sensor after an
@@ -379,13 +388,9 @@ def test_defense_announcement_at_once_wins_and_is_protected_by_locktime(lab: Lab
     one after locktime poisons again."""
     _, victim, mallory = three_hosts(lab)
     poison = reply(MALLORY, OWNER_IP, VICTIM, VICTIM_IP)
-    defense = announcement(OWNER, OWNER_IP, eth_src=lab.sensor_mac)
 
     def attempt(cap: netlab.Capture) -> bool:
-        mallory.send_frames([poison])
-        wait_mac(victim, OWNER_IP, MALLORY)
-        lab.sensor_send([defense])
-        wait_mac(victim, OWNER_IP, OWNER)
+        poisoned_then_defended(lab, victim, mallory)
         mallory.send_frames([poison])  # the sender has finished: the victim has it
         kept = victim.neigh(OWNER_IP)
         cap.__exit__()
@@ -400,6 +405,35 @@ def test_defense_announcement_at_once_wins_and_is_protected_by_locktime(lab: Lab
     time.sleep(AFTER_LOCKTIME)
     mallory.send_frames([poison])
     wait_mac(victim, OWNER_IP, MALLORY)  # re-poisoned once locktime passed
+
+
+@pytest.mark.live
+def test_announcement_that_changes_nothing_does_not_restart_the_lock(lab: Lab) -> None:
+    """Issue 14: the lock runs from the entry's last *change*. A second announcement for the
+    owner 0.6 s after the one that restored the victim finds the entry on the owner already;
+    the intruder's reply 0.6 s after that (1.2 s after the change) poisons again, so a defense
+    sent "just in case" protects nothing (arpwatchd.defend spaces answers from answers)."""
+    _, victim, mallory = three_hosts(lab)
+    poison = reply(MALLORY, OWNER_IP, VICTIM, VICTIM_IP)
+    defense = announcement(OWNER, OWNER_IP, eth_src=lab.sensor_mac)
+
+    def attempt(cap: netlab.Capture) -> bool:
+        poisoned_then_defended(lab, victim, mallory)
+        changed = time.monotonic()
+        time.sleep(max(0.0, changed + 0.6 - time.monotonic()))
+        lab.sensor_send([defense])  # nothing to change
+        time.sleep(max(0.0, changed + 1.2 - time.monotonic()))
+        got = mac_after(mallory, victim, OWNER_IP, [poison], MALLORY)
+        cap.__exit__()
+        stamps = [p.ts for p in cap.arps() if p.spa == OWNER_IP]
+        assert len(stamps) == 4, cap.text()
+        _, restored, again, poisoned = stamps
+        if not (poisoned - restored >= LOCKTIME + 0.1 and poisoned - again <= 0.8 * LOCKTIME):
+            return False
+        assert got == MALLORY, cap.text()
+        return True
+
+    timed_attempts(lab, attempt)
 
 
 @pytest.mark.live
