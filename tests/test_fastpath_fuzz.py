@@ -253,3 +253,20 @@ def test_the_same_bytes_under_another_link_type_are_decoded_again() -> None:
     sensor.finish()
     assert [e.kind.value for e in sensor.emitted] == ["new_station", "invalid_arp"]
     assert dict(sensor.stats.skipped) == {("eth0", "not_ethernet_ipv4"): 1}
+
+
+def test_a_repeat_stepping_back_in_time_does_not_lower_last_seen() -> None:
+    """A capture merged from two taps can step back a little. The slow path keeps a binding's
+    last_seen at the latest time seen; a repeat recorded by the fast path after a later
+    frame of the same binding must not pull it back (found by the fuzzer above)."""
+    (a, a_ip), (b, b_ip) = HOSTS[0], HOSTS[1]
+    steps = [
+        (EPOCH, Arp(sha=a, spa=a_ip, tpa=b_ip)),
+        (EPOCH, Arp(sha=b, spa=b_ip, tpa=a_ip)),
+        (EPOCH + 0.5, Arp(op=2, sha=b, spa=b_ip, tha=a, tpa=a_ip, eth_dst=a)),
+        (EPOCH + 0.2, Arp(sha=b, spa=b_ip, tpa=a_ip)),
+    ]
+    compare(steps)
+    *_, bindings = run([(ts, f.ethernet()) for ts, f in steps], DLT_EN10MB, [], fast=True)
+    assert isinstance(bindings, list)
+    assert next(x.last_seen for x in bindings if x.ip == b_ip) == EPOCH + 0.5
