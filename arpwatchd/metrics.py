@@ -52,6 +52,8 @@ SKIP_REASONS = (*(r.value for r in SkipReason), "own_frame")
 """Decoder skip reasons, plus the sensor's own defense frames seen coming back."""
 SUPPRESSION_CAUSES = ("rate_limit", "rule")
 """Why an event was not emitted: the event rate limit, or an operator's suppression rule."""
+MODES = ("live", "replay")
+"""The `mode` label of build_info: capturing interfaces, or reading capture files."""
 
 
 class MetricsError(OutputError):
@@ -168,13 +170,19 @@ class ArpwatchCollector(Collector):
         max_conflict_series: at most this many `arpwatchd_conflict_active` series (the tracker
             snapshot is already capped; this is a second guard).
         started: the sensor's start, seconds since the epoch (the caller reads the clock).
+        mode: "live" (`run`) or "replay" (`replay`, `replay --serve`), the `mode` label of
+            `arpwatchd_build_info`: a replayed capture's last ARP time is in the past by
+            nature, so the no-ARP alert must tell the two apart.
     """
 
     def __init__(self, stats: SensorStats, *, max_conflict_series: int = 200,
-                 started: float = 0.0) -> None:
+                 started: float = 0.0, mode: str = "live") -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         self.stats = stats
         self.max_conflict_series = max_conflict_series
         self.started = started
+        self.mode = mode
 
     def collect(self) -> Iterator[Metric]:
         c = _copy(self.stats)
@@ -190,9 +198,10 @@ class ArpwatchCollector(Collector):
 
     def _info(self) -> Iterator[Metric]:
         info = GaugeMetricFamily(
-            PREFIX + "build_info", "arpwatchd version and Python runtime; always 1.",
-            labels=["version", "python_version"])
-        info.add_metric([__version__, platform.python_version()], 1)
+            PREFIX + "build_info", "arpwatchd version, Python runtime and mode (live: capturing "
+            "interfaces, replay: reading capture files); always 1.",
+            labels=["version", "python_version", "mode"])
+        info.add_metric([__version__, platform.python_version(), self.mode], 1)
         yield info
         yield GaugeMetricFamily(
             PREFIX + "start_time_seconds", "When this sensor process started (Unix time).",
@@ -359,16 +368,19 @@ class MetricsServer:
         self._thread.join(timeout=5)
 
 
-def build_registry(stats: SensorStats, config: Config, started: float) -> CollectorRegistry:
+def build_registry(stats: SensorStats, config: Config, started: float,
+                   mode: str = "live") -> CollectorRegistry:
     """A private registry holding only the arpwatchd collector (no default process metrics)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ArpwatchCollector(
-        stats, max_conflict_series=config.metrics.max_conflict_series, started=started))
+        stats, max_conflict_series=config.metrics.max_conflict_series, started=started,
+        mode=mode))
     return registry
 
 
 def start_metrics(
-    stats: SensorStats, config: Config, address: str, port: int, *, started: float = 0.0
+    stats: SensorStats, config: Config, address: str, port: int, *, started: float = 0.0,
+    mode: str = "live",
 ) -> MetricsServer:
     """Serves /metrics on address:port from a daemon thread; returns the running server.
     Logs a warning when the address is not a loopback one.
@@ -376,7 +388,7 @@ def start_metrics(
     Raises:
         MetricsError: the port is busy or the address cannot be bound, in one line.
     """
-    registry = build_registry(stats, config, started)
+    registry = build_registry(stats, config, started, mode)
     try:
         server, thread = serve(routed(make_wsgi_app(registry)), address, port)
     except OSError as exc:

@@ -7,6 +7,7 @@ must stay on the one capped gauge, and a scrape runs on another thread than the 
 
 from __future__ import annotations
 
+import platform
 import socket
 import threading
 import urllib.request
@@ -120,7 +121,19 @@ def test_build_info_carries_the_version() -> None:
     assert len(samples) == 1
     assert samples[0].name == "arpwatchd_build_info"
     assert samples[0].labels["version"] == __version__
+    assert samples[0].labels["mode"] == "live"
     assert samples[0].value == 1
+
+
+def test_build_info_tells_a_replay_from_a_live_sensor() -> None:
+    """The no-ARP alert skips replays (mode="replay"): their last ARP is in the past."""
+    registry = build_registry(SensorStats(), Config(), started=0.0, mode="replay")
+    assert registry.get_sample_value(
+        "arpwatchd_build_info",
+        {"version": __version__, "python_version": platform.python_version(),
+         "mode": "replay"}) == 1
+    with pytest.raises(ValueError, match="mode"):
+        ArpwatchCollector(SensorStats(), mode="offline")
 
 
 def test_known_series_are_exported_at_zero() -> None:
@@ -171,7 +184,7 @@ def test_no_address_labels_except_on_the_conflict_gauge() -> None:
     for metric in _registry(stats).collect():
         for sample in metric.samples:
             allowed = {"interface", "vlan", "kind", "reason", "event", "severity", "cause",
-                       "version", "python_version"}
+                       "version", "python_version", "mode"}
             if metric.name == "arpwatchd_conflict_active":
                 allowed = {"interface", "vlan", "ip"}
             assert set(sample.labels) <= allowed, (metric.name, sample.labels)

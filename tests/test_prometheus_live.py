@@ -161,6 +161,8 @@ def test_replay_serve_keeps_the_conflict_until_sigterm(sensor: Sensor) -> None:
             f'vlan="{CONFLICT_VLAN}"}} 1.0') in body
     assert f'arpwatchd_failovers_total{{interface="{INTERFACE}",vlan=""}} 1.0' in body
     assert "arpwatchd_active_conflicts 1.0" in body
+    assert 'mode="replay"' in next(line for line in body.splitlines()
+                                   if line.startswith("arpwatchd_build_info{"))
     assert "serving metrics on http://127.0.0.1:" in sensor.stderr.read_text()
     events = [json.loads(line) for line in sensor.events.read_text().splitlines()]
     assert [e["event"] for e in events if e["event"] != "new_station"] == ["failover",
