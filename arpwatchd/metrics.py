@@ -11,9 +11,11 @@ value disappeared (a resolved conflict) is simply not exported again (client_pyt
 Naming follows the Prometheus conventions: an `arpwatchd_` prefix, base units, `_total` only on
 counters, `_timestamp_seconds` for points in time, `_info` for metadata. Label values come
 from closed enums or the configuration (interface, VLAN, event, kind, reason) with one bounded
-exception: `arpwatchd_conflict_active` carries the conflicting `ip`, because an operator's
-dashboard must say which address is in conflict; the tracker caps those series at
-`metrics.max_conflict_series` and `arpwatchd_active_conflicts` always has the true count.
+exception: `arpwatchd_conflict_active` carries the conflicting `ip` and its two MACs (`mac`,
+`previous_mac`, fixed for the conflict's life, so still one series per conflict), because an
+operator's dashboard must say which address is in conflict and between whom; the tracker caps
+those series at `metrics.max_conflict_series` and `arpwatchd_active_conflicts` always has the
+true count.
 Series known in advance are exported at 0 from the start, so `increase()` and alerts see the
 first event, and no sample carries a timestamp.
 
@@ -259,16 +261,19 @@ class ArpwatchCollector(Collector):
             labels=["interface", "vlan"])
         conflict = GaugeMetricFamily(
             PREFIX + "conflict_active", "1 for each address in an active conflict (two MACs "
-            "claiming it); capped at metrics.max_conflict_series series.",
-            labels=["interface", "vlan", "ip"])
+            "claiming it: mac and previous_mac, as the conflict event names them); capped at "
+            "metrics.max_conflict_series series.",
+            labels=["interface", "vlan", "ip", "mac", "previous_mac"])
         if t is not None:
             per_domain: Counter[tuple[str, str]] = Counter()
             for (interface, vlan_id), n in t.bindings.items():
                 per_domain[(interface, vlan_label(vlan_id))] += n
             for labels, n in sorted(per_domain.items()):
                 bindings.add_metric(list(labels), n)
-            for interface, vlan_id, ip in t.active_conflicts[: self.max_conflict_series]:
-                conflict.add_metric([interface, vlan_label(vlan_id), ip], 1)
+            for active in t.active_conflicts[: self.max_conflict_series]:
+                conflict.add_metric(
+                    [active.interface, vlan_label(active.vlan), active.ip, active.mac,
+                     active.previous_mac], 1)
         yield bindings
         yield conflict
         yield GaugeMetricFamily(

@@ -23,7 +23,7 @@ import yaml
 from arpwatchd.config import MetricsConfig, load_config
 from arpwatchd.metrics import build_registry
 from arpwatchd.stats import SensorStats
-from arpwatchd.tracker import TrackerStats
+from arpwatchd.tracker import ActiveConflict, TrackerStats
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = ROOT / "dashboards"
@@ -63,7 +63,8 @@ def _exported_names() -> set[str]:
     stats = SensorStats()
     stats.capture("eth0")
     stats.tracker = TrackerStats(
-        bindings={("eth0", None): 1}, active_conflicts=(("eth0", None, "10.0.0.1"),),
+        bindings={("eth0", None): 1}, active_conflicts=(
+            ActiveConflict("eth0", None, "10.0.0.1", "02:00:00:00:00:02", "02:00:00:00:00:01"),),
         conflicts_active_total=1, holds_active=0, bindings_evicted=0, senders_tracked=0)
     registry = build_registry(stats, load_config(None), started=0.0)
     return {sample.name for metric in registry.collect() for sample in metric.samples}

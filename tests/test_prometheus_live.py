@@ -157,7 +157,11 @@ def sensor(tmp_path: Path) -> Iterator[Sensor]:
 
 def test_replay_serve_keeps_the_conflict_until_sigterm(sensor: Sensor) -> None:
     body = sensor.scrape()
+    conflict = next(json.loads(line) for line in sensor.events.read_text().splitlines()
+                    if '"conflict"' in line)
+    assert {conflict["mac"], conflict["previous_mac"]} == {FIRST, SECOND}
     assert (f'arpwatchd_conflict_active{{interface="{INTERFACE}",ip="{CONFLICT_IP}",'
+            f'mac="{conflict["mac"]}",previous_mac="{conflict["previous_mac"]}",'
             f'vlan="{CONFLICT_VLAN}"}} 1.0') in body
     assert f'arpwatchd_failovers_total{{interface="{INTERFACE}",vlan=""}} 1.0' in body
     assert "arpwatchd_active_conflicts 1.0" in body
