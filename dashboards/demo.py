@@ -79,10 +79,14 @@ def wait_for(what: str, check: Callable[[], T | None], timeout: float,
     raise DemoError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+def get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read()  # type: ignore[no-any-return]
+
+
 def get_json(url: str) -> Any:
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return json.load(response)
+        return json.loads(get(url))
     except urllib.error.HTTPError as exc:  # Prometheus answers a bad query with JSON too
         return json.load(exc)
 
@@ -171,8 +175,8 @@ def demo(args: argparse.Namespace, folder: Path) -> None:
         metrics = f"http://127.0.0.1:{sensor_port}/metrics"
         print(f"sensor: arpwatchd replay --serve {CAPTURE.relative_to(ROOT)} -> {metrics}",
               flush=True)
-        wait_for("the sensor's conflict metric", lambda: b"arpwatchd_conflict_active{" in
-                 urllib.request.urlopen(metrics, timeout=10).read(), args.timeout, sensor)
+        wait_for("the sensor's conflict metric",
+                 lambda: b"arpwatchd_conflict_active{" in get(metrics), args.timeout, sensor)
         prom_port = args.prometheus_port or free_port()
         base = f"http://127.0.0.1:{prom_port}"
         config = prometheus_config({f"127.0.0.1:{sensor_port}": {"sensor": "demo",
@@ -194,6 +198,8 @@ def demo(args: argparse.Namespace, folder: Path) -> None:
                               (metrics, "the sensor's own metrics")):
                 print(f"  {url:<60} {what}", flush=True)
             print(f"The sensor's events: {folder / 'events.jsonl'}", flush=True)
+            print(f"With a Grafana: add {base} as a Prometheus data source and import "
+                  f"dashboards/arpwatchd.json (sensor demo, site lab).", flush=True)
             if args.once:
                 return
             print("Ctrl-C stops the sensor and Prometheus.", flush=True)
