@@ -303,7 +303,7 @@ def _replay(args: argparse.Namespace) -> int:
     server: MetricsServer | None = None
     try:
         if endpoint is not None:
-            server = serve_metrics(sensor, *endpoint)
+            server = serve_metrics(sensor, *endpoint, mode="replay")
         sensor.restore()
         errors = replay(sensor, args.files, args.interface, finish=not args.serve)
         if server is not None and args.serve:

@@ -290,11 +290,14 @@ def _replay_file(sensor: Sensor, path: str, interface: str) -> str | None:
     return source.error
 
 
-def serve_metrics(sensor: Sensor, address: str, port: int) -> MetricsServer:
-    """Starts the metrics endpoint for a sensor; the start time is read here (the clock)."""
+def serve_metrics(sensor: Sensor, address: str, port: int, mode: str = "live"
+                  ) -> MetricsServer:
+    """Starts the metrics endpoint for a sensor; the start time is read here (the clock).
+    `mode` is "replay" for `replay` (build_info's label: no-ARP alerts skip replays)."""
     from arpwatchd.metrics import start_metrics  # noqa: PLC0415  (import on use: start-up)
 
-    return start_metrics(sensor.stats, sensor.config, address, port, started=time.time())
+    return start_metrics(sensor.stats, sensor.config, address, port, started=time.time(),
+                         mode=mode)
 
 
 def wait_for_stop(flags: Flags) -> None:
