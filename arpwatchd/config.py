@@ -42,6 +42,10 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+DEFAULT_CONFIG = "/etc/arpwatchd/arpwatchd.yml"
+"""The config the systemd unit in deploy/ runs with. The operator tools read it when no -c is
+given (and it exists), so they find the store the service uses without being told."""
+
 
 class ConfigError(Exception):
     """A config that cannot be used; the message is one line naming the key and line."""
@@ -84,6 +88,9 @@ class Config:
     defense: DefensePolicy = field(default_factory=DefensePolicy)
     suppress: tuple[SuppressRule, ...] = ()
     state_path: str = ""
+    state_path_set: bool = False
+    """Whether the file set state.path; if not, `state_path` depends on the working directory
+    (and $XDG_STATE_HOME) of whoever runs the command, so the service and the tools may differ."""
     max_events: int = 1_000_000
     source: str = "(defaults)"
 
@@ -167,6 +174,7 @@ def reloaded_config(running: Config, reloaded: Config) -> tuple[Config, list[str
         capture=running.capture,
         metrics=running.metrics,
         state_path=running.state_path,
+        state_path_set=running.state_path_set,
         max_events=running.max_events,
     )
     changed = [
@@ -402,11 +410,13 @@ class _Reader:
         if protected:
             policy["protected"] = tuple(protected)
         state_path = default_state_path()
+        state_path_set = False
         max_events = 1_000_000
         if "state" in top:
             state = top["state"].mapping({"path", "max_events"})
             if "path" in state:
                 state_path = state["path"].scalar()
+                state_path_set = True
             if "max_events" in state:
                 max_events = state["max_events"].convert(_positive_int)
         return Config(
@@ -418,6 +428,7 @@ class _Reader:
             suppress=tuple(self.suppress_rule(n) for n in top["suppress"].sequence())
             if "suppress" in top else (),
             state_path=state_path,
+            state_path_set=state_path_set,
             max_events=max_events,
             source=self.source,
         )
