@@ -18,7 +18,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TextIO, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from arpwatchd import arpdat, inventory
 from arpwatchd import config as config_module
@@ -77,7 +77,7 @@ def config_path(given: str | None) -> str | None:
     return default if Path(default).exists() else None
 
 
-def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     """Registers the operator commands on the main parser's subcommands."""
     imp = sub.add_parser(
         "import-arpdat", help="import arpwatch's arp.dat into the state store",
