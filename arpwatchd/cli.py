@@ -2,7 +2,7 @@
 
 Exit codes: 0 success (and a clean stop on SIGTERM/SIGINT); 1 the sensor could not do its
 work (capture, state store or output failed, a capture file was damaged); 2 bad usage or a
-bad config file.
+bad config file; 69 (EX_UNAVAILABLE) an interface to capture on is missing or down at start.
 """
 
 from __future__ import annotations
@@ -20,7 +20,12 @@ from typing import TYPE_CHECKING, NoReturn
 
 from arpwatchd import __version__, tools
 from arpwatchd.addresses import parse_mac
-from arpwatchd.capture import CaptureError, default_interface, interface_mac
+from arpwatchd.capture import (
+    CaptureError,
+    InterfaceUnavailableError,
+    default_interface,
+    interface_mac,
+)
 from arpwatchd.config import Config, ConfigError, load_config, reloaded_config
 from arpwatchd.daemon import (
     Flags,
@@ -47,6 +52,7 @@ log = logging.getLogger("arpwatchd")
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 69
 
 
 class _Parser(argparse.ArgumentParser):
@@ -88,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="arpwatchd",
         description="ARP conflict-detection sensor: tells failover from conflict, per VLAN.",
         epilog="Exit codes: 0 ok, 1 capture/store/output failure or damaged file, 2 bad usage "
-               "or config.",
+               "or config, 69 an interface to capture on is missing or down at start.",
     )
     parser.add_argument("--version", action="version", version=f"arpwatchd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -183,6 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"arpwatchd: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except InterfaceUnavailableError as exc:
+        print(f"arpwatchd: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     except (CaptureError, StoreError, OutputError, PrivilegeError) as exc:  # MetricsError too
         print(f"arpwatchd: {exc}", file=sys.stderr)
         return EXIT_FAILURE
