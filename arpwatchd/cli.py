@@ -174,9 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "check-config":
-            config = load_config(args.file)
-            print(json.dumps(config.summary(), indent=2))
-            return EXIT_OK
+            return _check_config(args.file)
         if args.command in tools.COMMANDS:
             return tools.run(args)
         _tune_gc()
@@ -199,6 +197,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
+def _check_config(path: str) -> int:
+    """Prints the effective settings; each rule that looks wrong is one warning line on
+    standard error. A config with warnings still loads (exit 0): they are judgements."""
+    from arpwatchd.effective import warnings  # noqa: PLC0415  (only this command needs it)
+
+    config = load_config(path)
+    print(json.dumps(config.summary(), indent=2))
+    for line in warnings(config):
+        print(f"arpwatchd: warning: {line}", file=sys.stderr)
+    return EXIT_OK
+
+
 def _tune_gc() -> None:
     """The sensor's tables are a million small immutable tuples, but the cyclic GC's default
     young-generation threshold (700 allocations) makes it re-scan them over and over while a
@@ -216,6 +226,8 @@ def _configured(args: argparse.Namespace) -> Config:
 
 def _run(args: argparse.Namespace) -> int:
     config = _configured(args)
+    for line in config.warnings:
+        log.warning("%s", line)
     interfaces = args.interface or list(config.capture.interfaces)
     if not interfaces:
         found = default_interface()
@@ -297,6 +309,8 @@ def _reload(
         return None
     config, later = reloaded_config(running, config)
     log.warning("config reloaded from %s", config.source)
+    for line in config.warnings:
+        log.warning("%s", line)
     if later:
         log.warning("reload: %s changed, kept as they were until a restart", ", ".join(later))
     return config
