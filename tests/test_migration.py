@@ -17,14 +17,17 @@ import os
 import pwd
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from arpwatch_compare import PCAPS, available, run_arpwatch
+from netlab import Lab, wait_until
 
 from arpwatchd import arpdat, config
 from arpwatchd.addresses import parse_ip
@@ -111,6 +114,20 @@ def host_root() -> Iterator[Path]:
         shutil.rmtree(root)
 
 
+def _service_host(root: Path, monkeypatch: pytest.MonkeyPatch, settings: str = "") -> Path:
+    """/var/lib/arpwatchd as systemd's StateDirectory= leaves it once the service has run (the
+    service user's), and the unit's config (the tools' default) naming the store in it, with
+    `settings` before. Returns the store's path."""
+    state = root / "var/lib/arpwatchd/state.sqlite"
+    state.parent.mkdir(parents=True)
+    os.chown(state.parent, NOBODY.pw_uid, NOBODY.pw_gid)
+    site = root / "arpwatchd.yml"
+    site.write_text(f"{settings}state: {{path: {state}}}\n")
+    site.chmod(0o644)
+    monkeypatch.setattr(config, "DEFAULT_CONFIG", str(site))
+    return state
+
+
 def _as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:
     """The sensor as the unit starts it: another user from the start (User=), not root."""
     return subprocess.run(
@@ -123,13 +140,8 @@ def _as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:
 def test_import_by_root_into_the_service_directory_leaves_it_to_the_service(
     host_root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    state_dir = host_root / "var/lib/arpwatchd"
-    state_dir.mkdir(parents=True)
-    os.chown(state_dir, NOBODY.pw_uid, NOBODY.pw_gid)
-    state = state_dir / "state.sqlite"
-    site = host_root / "arpwatchd.yml"
-    site.write_text(f"state: {{path: {state}}}\n")
-    monkeypatch.setattr(config, "DEFAULT_CONFIG", str(site))
+    state = _service_host(host_root, monkeypatch)
+    state_dir = state.parent
     dat = host_root / "eth0.dat"
     dat.write_text(DAT)
     assert main(["import-arpdat", str(dat)]) == 0
@@ -184,14 +196,8 @@ def test_migration_from_arpwatch_reports_no_known_station_as_new(
     known = {e.ip for e in arpdat.parse(written.read_text().splitlines())
              if isinstance(e, ArpDatEntry)}
     assert len(known) >= 3
-    state_dir = host_root / "var/lib/arpwatchd"
-    state_dir.mkdir(parents=True)
-    os.chown(state_dir, NOBODY.pw_uid, NOBODY.pw_gid)
-    site = host_root / "arpwatchd.yml"
-    site.write_text(f"capture: {{interfaces: [eth9]}}\n"
-                    f"state: {{path: {state_dir / 'state.sqlite'}}}\n")
-    site.chmod(0o644)
-    monkeypatch.setattr(config, "DEFAULT_CONFIG", str(site))
+    state = _service_host(host_root, monkeypatch, "capture: {interfaces: [eth9]}\n")
+    state_dir, site = state.parent, Path(config.DEFAULT_CONFIG)
     assert main(["import-arpdat", str(written)]) == 0
     assert f"{len(known)} new" in capsys.readouterr().out
     events = state_dir / "events.jsonl"
@@ -201,3 +207,49 @@ def test_migration_from_arpwatch_reports_no_known_station_as_new(
     new = [json.loads(line)["ip"] for line in events.read_text().splitlines()
            if json.loads(line)["event"] == "new_station"]
     assert [ip for ip in new if parse_ip(ip) in known] == []
+
+
+@pytest.mark.live
+def test_service_user_on_a_live_port_knows_the_imported_stations(
+    lab: Lab, host_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole path live: root imports an arp.dat with no flags into the directory the
+    service's user owns; the unit's ExecStart command line runs as that user with only the
+    unit's two capabilities (what User= and AmbientCapabilities= do) on the lab's bridge; two
+    imported hosts and one newcomer announce themselves: only the newcomer is new."""
+    hosts = [lab.add_host(name, f"02:00:00:00:16:0{n}", [f"192.0.2.{10 + n}"])
+             for n, name in enumerate(("a", "b", "c"), start=1)]
+    state = _service_host(host_root, monkeypatch,
+                          f"capture: {{interfaces: [{lab.bridge}]}}\nmetrics: {{port: 0}}\n")
+    site = Path(config.DEFAULT_CONFIG)
+    dat = host_root / "eth0.dat"
+    dat.write_text("".join(f"{h.mac}\t{h.ip}\t1700000000\t{h.name}\t{lab.bridge}\n"
+                           for h in hosts[:2]))
+    assert main(["import-arpdat", str(dat)]) == 0
+    argv = shlex.split(_unit()["ExecStart"])
+    argv[argv.index("--config") + 1] = str(site)
+    as_service = ["setpriv", f"--reuid={NOBODY.pw_uid}", f"--regid={NOBODY.pw_gid}",
+                  "--clear-groups", "--inh-caps=+net_raw,+net_admin",
+                  "--ambient-caps=+net_raw,+net_admin", "--bounding-set=-all,+net_raw,+net_admin",
+                  "--no-new-privs", sys.executable, "-m", "arpwatchd", *argv[1:]]
+    events, log = host_root / "journal.jsonl", host_root / "stderr.log"
+    with events.open("wb") as out, log.open("wb") as err:
+        sensor = lab.sensor_popen(as_service, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                  cwd=str(ROOT))
+    wait_until(lambda: sensor.poll() is None and "capturing on" in log.read_text(), 15.0,
+               "the sensor to capture")
+    for host in hosts:
+        host.arping_announce(count=2)
+
+    def news() -> list[str]:
+        return [e["ip"] for e in map(json.loads, events.read_text().splitlines())
+                if e["event"] == "new_station"]
+
+    wait_until(lambda: hosts[2].ip in news(), 15.0, "the newcomer's new_station")
+    time.sleep(1.0)  # the imported hosts' frames went out first; give any late event a second
+    assert sensor.poll() is None, log.read_text()
+    sensor.send_signal(signal.SIGTERM)
+    assert sensor.wait(10) == 0, log.read_text()
+    assert news() == [hosts[2].ip]
+    assert "readonly" not in log.read_text()
+    assert state.stat().st_uid == NOBODY.pw_uid
