@@ -105,6 +105,13 @@ class Config:
 
 
 def default_state_path() -> str:
+    """Where the store is when the config names none. Under systemd with StateDirectory= the
+    unit's directory ($STATE_DIRECTORY): a service upgraded to a unit without --state but
+    still reading an older config with no state.path keeps its store, where the working
+    directory (/) would be read-only."""
+    unit = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if unit:
+        return str(Path(unit) / "state.sqlite")
     base = os.environ.get("XDG_STATE_HOME")
     if base:
         return str(Path(base) / "arpwatchd" / "state.sqlite")

@@ -118,9 +118,10 @@ def warnings(config: Config) -> list[str]:
     out = list(config.warnings)
     where = f"{config.source}: state.path"
     if not config.state_path_set:
-        out.append(f"{where}: not set: each command uses ./state/arpwatchd.sqlite in its own "
-                   f"working directory (or under $XDG_STATE_HOME), so the service and the "
-                   f"operator tools may use different stores; set an absolute path")
+        out.append(f"{where}: not set: a service uses $STATE_DIRECTORY/state.sqlite, other "
+                   f"commands ./state/arpwatchd.sqlite in their working directory (or under "
+                   f"$XDG_STATE_HOME), so the service and the operator tools may use "
+                   f"different stores; set an absolute path")
     elif not Path(config.state_path).is_absolute():
         out.append(f"{where}: {config.state_path} is relative: each command resolves it "
                    f"against its own working directory; set an absolute path")

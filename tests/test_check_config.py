@@ -114,10 +114,10 @@ def test_the_state_path_left_unset_is_said_not_resolved_here(tmp_path: Path) -> 
     site.write_text("hold: 10s\n")
     printed, warned = _check(site, cwd=tmp_path)
     assert printed["state_path"] is None
-    assert warned == [f"arpwatchd: warning: {site}: state.path: not set: each command uses "
-                      "./state/arpwatchd.sqlite in its own working directory (or under "
-                      "$XDG_STATE_HOME), so the service and the operator tools may use "
-                      "different stores; set an absolute path"]
+    assert warned == [f"arpwatchd: warning: {site}: state.path: not set: a service uses "
+                      "$STATE_DIRECTORY/state.sqlite, other commands ./state/arpwatchd.sqlite "
+                      "in their working directory (or under $XDG_STATE_HOME), so the service "
+                      "and the operator tools may use different stores; set an absolute path"]
 
 
 def test_the_shipped_config_has_no_warning() -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from arpwatchd.cli import EXIT_UNAVAILABLE
+from arpwatchd.config import default_state_path, parse_config
 
 ROOT = Path(__file__).parents[1]
 UNIT = ROOT / "deploy" / "arpwatchd.service"
@@ -87,3 +88,14 @@ def test_systemd_analyze_verify_finds_nothing(tmp_path: Path) -> None:
     done = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True,
                           text=True, timeout=60, check=False)
     assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+def test_a_config_without_state_path_uses_the_units_state_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An older config with no state.path under the new unit (no --state): systemd's
+    $STATE_DIRECTORY, not the working directory (/, read-only under ProtectSystem=strict)."""
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "lib"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert parse_config("hold: 10s\n").state_path == str(tmp_path / "lib" / "state.sqlite")
+    monkeypatch.delenv("STATE_DIRECTORY")
+    assert default_state_path() == str(tmp_path / "xdg" / "arpwatchd" / "state.sqlite")
