@@ -13,12 +13,14 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from netlab import Lab, SensorProcess, wait_until
 
 from arpwatchd.cli import main
-from arpwatchd.daemon import NO_ARP_AFTER, QuietWatch
+from arpwatchd.daemon import NO_ARP_AFTER, STATS_EVERY, QuietWatch
 from arpwatchd.store import Store
 from arpwatchd.tracker import BindingRecord
 
@@ -85,3 +87,19 @@ def test_no_arp_seen_is_said_once_after_a_minute() -> None:
     assert not heard.due(0.0, seen=False)
     assert not heard.due(5.0, seen=True)
     assert not heard.due(NO_ARP_AFTER * 2, seen=False)  # ARP was seen: nothing to say
+
+
+@pytest.mark.live
+def test_a_silent_port_is_said_once_live(lab: Lab) -> None:
+    """The sensor on a bridge where nothing speaks: after a minute, one line saying no ARP has
+    been seen; a host that then speaks changes nothing more (62-70 s)."""
+    sensor = SensorProcess(lab, "hold: 3s\n").start()
+    line = f"{lab.bridge}: no ARP frame seen in the 60 s since capture started"
+    seen_at = wait_until(lambda: line in sensor.log(), NO_ARP_AFTER + 15, "the quiet line")
+    assert seen_at - sensor.started_at >= NO_ARP_AFTER - 1
+    lab.add_host("a", "02:00:00:00:16:0a", ["192.0.2.10"]).arping_announce(count=1)
+    sensor.wait_for(lambda events: any(e["event"] == "new_station" for e in events), 10,
+                    "new_station")
+    time.sleep(STATS_EVERY * 2)
+    assert sensor.stop()[0] == 0
+    assert sensor.log().count("no ARP frame seen") == 1
