@@ -123,3 +123,18 @@ def test_the_state_path_left_unset_is_said_not_resolved_here(tmp_path: Path) -> 
 def test_the_shipped_config_has_no_warning() -> None:
     _, warned = _check(ROOT / "deploy" / "arpwatchd.yml")
     assert warned == []
+
+
+def test_run_logs_the_rule_warnings_at_start(tmp_path: Path) -> None:
+    site = tmp_path / "site.yml"
+    site.write_text("suppress: [{macs: ['00:26:0b']}]\n")
+    done = subprocess.run([sys.executable, "-m", "arpwatchd", "run", "-i", "nosuch0", "-c",
+                           str(site), "--state", str(tmp_path / "s.sqlite"),
+                           "--metrics-address", "0"], capture_output=True, text=True, cwd=ROOT,
+                          timeout=60, check=False)
+    assert done.returncode == 69
+    warned, failed = done.stderr.splitlines()
+    assert warned.endswith(f"arpwatchd WARNING {site}: suppress[0] (line 1): no events listed: "
+                           "this rule silences every event it matches, conflict, "
+                           "defense_failed included; list the events you accept")
+    assert failed == "arpwatchd: nosuch0: cannot capture: no such interface"
