@@ -31,11 +31,12 @@ MAX_PENDING_EVENTS = 100_000
 such cap: the tracker keeps them marked until a write succeeds (`Tracker.changes`)."""
 RETRY_FIRST = 1.0
 RETRY_MAX = 60.0
-STORE_ROWS = 65536
-"""Changes gathered before a store write between clock ticks: large, sorted transactions
-cost SQLite a third per row of small ones under a flood (benchmarks/README.md)."""
-STORE_CHUNK = 4 * STORE_ROWS
+STORE_CHUNK = 262_144
 """Rows per transaction when a backlog is written (memory for the rows built at once)."""
+COMPACT_AT = 65_536
+"""Journal records an idle clock tick folds into the bindings table (`Store.compact`)."""
+JOURNAL_MAX = 1_048_576
+"""Journal records folded at every clock tick, idle or not, so the journal stays bounded."""
 OWN_FRAMES_KEPT = 1024
 
 
@@ -70,6 +71,8 @@ class Sensor:
         self.store_error: str | None = None
         """Why the last store write failed; None once one succeeds."""
         self._seen_errors: set[str] = set()
+        self._fed = False
+        """Frames arrived since the last clock tick (a tick without is idle time)."""
         self.emitted: list[Event] | None = None
         """When a list, every emitted event is also appended to it (tests, benchmarks)."""
 
@@ -77,6 +80,7 @@ class Sensor:
         """Loads bindings from the store silently; returns how many."""
         if self.store is None:
             return 0
+        self._compact()
         records = self.store.load_bindings()
         self.tracker.restore(records)
         self._publish()
@@ -158,6 +162,7 @@ class Sensor:
         kinds[ArpKind.REQUEST] = kinds.get(ArpKind.REQUEST, 0) + fast.request_hits - requests
         kinds[ArpKind.REPLY] = kinds.get(ArpKind.REPLY, 0) + fast.reply_hits - replies
         interface = decoder.interface
+        self._fed = True
         with self.stats.lock:
             for kind, n in kinds.items():
                 if n:
@@ -210,6 +215,10 @@ class Sensor:
         events = self.tracker.tick(now)
         events.extend(self.limiter.flush(now))
         self._emit(events, store_now=now != float("inf"))
+        if self.store is not None and self.store_error is None and (
+                self.store.journal_records > (COMPACT_AT if not self._fed else JOURNAL_MAX)):
+            self._compact()
+        self._fed = False
 
     def finish(self) -> None:
         """End of a replay: every hold and conflict runs to its end, as if silence followed."""
@@ -221,6 +230,19 @@ class Sensor:
         self.fastpath.flush()
         self._emit([])
         self._write_store([], final=True)
+        # a small journal is folded now; a flood's waits for the next run's idle time
+        if (self.store is not None and self.store_error is None
+                and self.store.journal_records <= STORE_CHUNK):
+            self._compact()
+
+    def _compact(self) -> None:
+        """Folds up to STORE_CHUNK journal records into the bindings table; a failure costs
+        nothing (the journal keeps them) and is logged once."""
+        assert self.store is not None
+        try:
+            self.store.compact(STORE_CHUNK)
+        except StoreError as exc:
+            self._once(str(exc))
 
     def _emit(self, events: list[Event], store_now: bool = False) -> None:
         if events:
@@ -251,18 +273,15 @@ class Sensor:
         self._publish()
 
     def _write_store(self, events: list[Event], now: bool = False, final: bool = False) -> None:
-        """Stores changed bindings and events: at a clock tick (`now`), at the end (`final`)
-        or once enough have gathered (one transaction for many batches under load). After a
-        failure, retries wait for the backoff (but the final write is always tried)."""
+        """Stores changed bindings and events, one journal entry per batch, so a crash loses
+        at most the batch being handled. After a failure, retries wait for the backoff (but
+        the final write is always tried)."""
         if self.store is None:
             self.tracker.drop_changes()
             return
         self._queue_events(events)
-        if self.store_error is not None and not final:
-            if not (now if self._clock is None else self._clock() >= self._retry_at):
-                return
-        elif not final and not now and (
-                self.tracker.changed_count + len(self._pending_events) < STORE_ROWS):
+        if self.store_error is not None and not final and not (
+                now if self._clock is None else self._clock() >= self._retry_at):
             return
         self._log_dropped()
         stored = 0
