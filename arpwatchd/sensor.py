@@ -31,6 +31,9 @@ MAX_PENDING_EVENTS = 100_000
 such cap: the tracker keeps them marked until a write succeeds (`Tracker.changes`)."""
 RETRY_FIRST = 1.0
 RETRY_MAX = 60.0
+STORE_ROWS = 65536
+"""Refreshed bindings gathered before a store write between clock ticks (new, moved,
+unsettled or removed ones are written with the batch that changed them)."""
 STORE_CHUNK = 262_144
 """Rows per transaction when a backlog is written (memory for the rows built at once)."""
 COMPACT_AT = 65_536
@@ -273,9 +276,10 @@ class Sensor:
         self._publish()
 
     def _write_store(self, events: list[Event], now: bool = False, final: bool = False) -> None:
-        """Stores changed bindings and events, one journal entry per batch, so a crash loses
-        at most the batch being handled. After a failure, retries wait for the backoff (but
-        the final write is always tried)."""
+        """Stores changed bindings and events: one journal entry for each batch that made,
+        moved, unsettled or dropped a binding or has events (a crash loses at most the batch
+        in hand); mere refreshes wait for STORE_ROWS, a clock tick or the end. After a
+        failure, retries wait for the backoff (but the final write is always tried)."""
         if self.store is None:
             self.tracker.drop_changes()
             return
@@ -283,10 +287,14 @@ class Sensor:
         if self.store_error is not None and not final and not (
                 now if self._clock is None else self._clock() >= self._retry_at):
             return
+        every = (final or now or self.store_error is not None
+                 or self.tracker.changed_count >= STORE_ROWS)
+        if not every and not self._pending_events and not self.tracker.unrefreshed_count:
+            return
         self._log_dropped()
         stored = 0
         while True:  # in chunks: a backlog's retry costs one chunk until the disk has room
-            changes = self.tracker.changes(STORE_CHUNK)
+            changes = self.tracker.changes(STORE_CHUNK, refreshed=every)
             if not (changes.changed_keys or changes.removed_keys or changes.replace
                     or self._pending_events):
                 break
