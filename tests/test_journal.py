@@ -11,8 +11,10 @@ import pytest
 
 from arpwatchd import sensor as sensor_module
 from arpwatchd.addresses import parse_mac
+from arpwatchd.batch import META, Batch
 from arpwatchd.config import load_config, parse_config
 from arpwatchd.daemon import replay
+from arpwatchd.frames import announcement
 from arpwatchd.journal import pack, unpack
 from arpwatchd.output import EventWriter
 from arpwatchd.sensor import Sensor
@@ -136,3 +138,34 @@ def test_a_schema_1_file_is_read_and_upgraded(tmp_path: Path) -> None:
     store = Store(str(path))
     store.write([BindingRecord("eth0", None, 2, B, 3.0, 4.0)], [], [])
     assert store.load_bindings() == [*old, BindingRecord("eth0", None, 2, B, 3.0, 4.0)]
+
+
+def batch_of(frames: list[tuple[float, bytes]]) -> Batch:
+    data, meta = b"", b""
+    for ts, frame in frames:
+        meta += META.pack(int(ts), round(ts % 1 * 1e6), len(data), len(frame))
+        data += frame
+    return Batch(data, meta)
+
+
+def test_a_new_station_is_stored_with_its_batch_and_refreshes_wait_for_a_tick(
+    tmp_path: Path
+) -> None:
+    """kill -9 after any batch keeps every station it made; refreshes cost no write each."""
+    store = Store(str(tmp_path / "s.sqlite"))
+    sensor = Sensor(parse_config("{}\n"), EventWriter(os.devnull), store)
+    decoder = sensor.decoder("eth0", 1)
+    hosts = [announcement(f"10.0.0.{i}", f"02:00:00:00:00:{i:02x}") for i in range(1, 4)]
+    sensor.feed(decoder, batch_of([(100.0 + i, f) for i, f in enumerate(hosts)]))
+    assert [b.ip & 0xFF for b in Store(store.path, readonly=True).load_bindings()] == [1, 2, 3]
+    writes = sensor.stats.store_writes
+    for second in range(200, 210):  # the same frames again: refreshes only
+        sensor.feed(decoder, batch_of([(second + i / 10, f) for i, f in enumerate(hosts)]))
+        sensor.fastpath.flush()  # the repeats reach the tracker: the next batch sees them
+    assert sensor.tracker.changed_count == 3
+    assert sensor.stats.store_writes == writes
+    sensor.tick(1000.0)
+    stored = Store(store.path, readonly=True).load_bindings()
+    assert sensor.stats.store_writes == writes + 1
+    assert stored == key_order(sensor.tracker.bindings())
+    assert [b.last_seen for b in stored] == [209.0, 209.1, 209.2]
