@@ -127,16 +127,10 @@ def fold(entries: Iterable[tuple[object, ...]]) -> dict[Key, BindingRecord | Non
 
 def replay(base: Iterable[BindingRecord], entries: Iterable[tuple[object, ...]]
            ) -> list[BindingRecord]:
-    """The bindings of `base` (the table, in key order) with `entries` applied, in key
-    order."""
+    """The bindings of `base` (the table) with `entries` applied: the table's order, then
+    the journal's new keys as they came (least recently made first; readers that show
+    bindings sort them, and sorting a million keys would cost seconds at every start)."""
     merged: dict[Key, BindingRecord | None] = {
         (r.interface, r.vlan or 0, r.ip): r for r in base}
-    changes = fold(entries)
-    if not changes:
-        return [r for r in merged.values() if r is not None]
-    merged.update(changes)
-    return [r for _, r in sorted(merged.items(), key=_first) if r is not None]
-
-
-def _first(item: tuple[Key, object]) -> Key:
-    return item[0]
+    merged.update(fold(entries))
+    return [r for r in merged.values() if r is not None]

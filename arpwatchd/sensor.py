@@ -83,7 +83,7 @@ class Sensor:
         """Loads bindings from the store silently; returns how many."""
         if self.store is None:
             return 0
-        self._compact()
+        self._compact_small()
         records = self.store.load_bindings()
         self.tracker.restore(records)
         self._publish()
@@ -217,8 +217,9 @@ class Sensor:
             self.fastpath.flush()
         events = self.tracker.tick(now)
         events.extend(self.limiter.flush(now))
-        self._emit(events, store_now=now != float("inf"))
-        if self.store is not None and self.store_error is None and (
+        clock = now != float("inf")  # not the end of a replay (`finish`)
+        self._emit(events, store_now=clock)
+        if clock and self.store is not None and self.store_error is None and (
                 self.store.journal_records > (COMPACT_AT if not self._fed else JOURNAL_MAX)):
             self._compact()
         self._fed = False
@@ -233,9 +234,13 @@ class Sensor:
         self.fastpath.flush()
         self._emit([])
         self._write_store([], final=True)
-        # a small journal is folded now; a flood's waits for the next run's idle time
+        self._compact_small()
+
+    def _compact_small(self) -> None:
+        """At start and stop: a small journal is folded now, a flood's in idle time (folding
+        a million records takes seconds)."""
         if (self.store is not None and self.store_error is None
-                and self.store.journal_records <= STORE_CHUNK):
+                and 0 < self.store.journal_records <= STORE_CHUNK):
             self._compact()
 
     def _compact(self) -> None:

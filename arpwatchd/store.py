@@ -152,7 +152,7 @@ class Store:
         return int(self._db.execute("SELECT total(records) FROM journal").fetchone()[0])
 
     def load_bindings(self) -> list[BindingRecord]:
-        """Every binding: the table with the journal applied, in key order."""
+        """Every binding: the table with the journal applied (`journal.replay`'s order)."""
         try:
             with self._reading():
                 rows = self._db.execute(f"SELECT {_BINDING_COLUMNS} FROM bindings").fetchall()
