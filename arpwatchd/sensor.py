@@ -39,7 +39,8 @@ STORE_CHUNK = 262_144
 COMPACT_AT = 65_536
 """Journal records an idle clock tick folds into the bindings table (`Store.compact`)."""
 JOURNAL_MAX = 1_048_576
-"""Journal records folded at every clock tick, idle or not, so the journal stays bounded."""
+"""Journal records past which every clock tick, idle or not, folds some, and so does every
+write (a replay has no ticks), so a long flood cannot grow the state file without bound."""
 OWN_FRAMES_KEPT = 1024
 
 
@@ -314,6 +315,8 @@ class Sensor:
             stored += len(changes.upserts) + len(changes.removed)
             with self.stats.lock:
                 self.stats.store_writes += 1
+        if self.store.journal_records > JOURNAL_MAX and not now:  # ticks fold their own
+            self._compact()
         if self.store_error is not None:
             log.warning("%s: state store writable again; the %d changes that waited are "
                         "stored", self.store.path, stored)

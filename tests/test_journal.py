@@ -169,3 +169,21 @@ def test_a_new_station_is_stored_with_its_batch_and_refreshes_wait_for_a_tick(
     assert sensor.stats.store_writes == writes + 1
     assert stored == key_order(sensor.tracker.bindings())
     assert [b.last_seen for b in stored] == [209.0, 209.1, 209.2]
+
+
+def test_a_long_capped_flood_keeps_the_journal_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With max_bindings the state file must not grow with the flood's length, even in a
+    replay, where no idle tick comes."""
+    from test_robustness import fast_pcap  # noqa: PLC0415
+
+    monkeypatch.setattr(sensor_module, "JOURNAL_MAX", 2000)
+    monkeypatch.setattr(sensor_module, "STORE_CHUNK", 1000)
+    capture = tmp_path / "flood.pcap"
+    fast_pcap(capture, 8000)
+    store = Store(str(tmp_path / "s.sqlite"))
+    sensor = replay_into(capture, store, "limits: {max_bindings: 500}\n")
+    assert sensor.tracker.evicted >= 7000
+    assert store.journal_records <= 2000 + 1000
+    assert key_order(store.load_bindings()) == key_order(sensor.tracker.bindings())
