@@ -37,7 +37,8 @@ unsettled or removed ones are written with the batch that changed them)."""
 STORE_CHUNK = 262_144
 """Rows per transaction when a backlog is written (memory for the rows built at once)."""
 COMPACT_AT = 65_536
-"""Journal records an idle clock tick folds into the bindings table (`Store.compact`)."""
+"""Journal records past which an idle clock tick folds into the bindings table, and how many
+at a time (`Store.compact`; the rows built for a fold are transient memory)."""
 JOURNAL_MAX = 1_048_576
 """Journal records past which every clock tick, idle or not, folds some, and so does every
 write (a replay has no ticks), so a long flood cannot grow the state file without bound."""
@@ -242,14 +243,14 @@ class Sensor:
         a million records takes seconds)."""
         if (self.store is not None and self.store_error is None
                 and 0 < self.store.journal_records <= STORE_CHUNK):
-            self._compact()
+            self._compact(STORE_CHUNK)
 
-    def _compact(self) -> None:
-        """Folds up to STORE_CHUNK journal records into the bindings table; a failure costs
+    def _compact(self, budget: int = COMPACT_AT) -> None:
+        """Folds about `budget` journal records into the bindings table; a failure costs
         nothing (the journal keeps them) and is logged once."""
         assert self.store is not None
         try:
-            self.store.compact(STORE_CHUNK)
+            self.store.compact(budget)
         except StoreError as exc:
             self._once(str(exc))
 
