@@ -32,10 +32,16 @@ such cap: the tracker keeps them marked until a write succeeds (`Tracker.changes
 RETRY_FIRST = 1.0
 RETRY_MAX = 60.0
 STORE_ROWS = 65536
-"""Changes gathered before a store write between clock ticks: large, sorted transactions
-cost SQLite a third per row of small ones under a flood (benchmarks/README.md)."""
-STORE_CHUNK = 4 * STORE_ROWS
+"""Refreshed bindings gathered before a store write between clock ticks (new, moved,
+unsettled or removed ones are written with the batch that changed them)."""
+STORE_CHUNK = 262_144
 """Rows per transaction when a backlog is written (memory for the rows built at once)."""
+COMPACT_AT = 65_536
+"""Journal records past which an idle clock tick folds into the bindings table, and how many
+at a time (`Store.compact`; the rows built for a fold are transient memory)."""
+JOURNAL_MAX = 1_048_576
+"""Journal records past which every clock tick, idle or not, folds some, and so does every
+write (a replay has no ticks), so a long flood cannot grow the state file without bound."""
 OWN_FRAMES_KEPT = 1024
 
 
@@ -70,6 +76,8 @@ class Sensor:
         self.store_error: str | None = None
         """Why the last store write failed; None once one succeeds."""
         self._seen_errors: set[str] = set()
+        self._fed = False
+        """Frames arrived since the last clock tick (a tick without is idle time)."""
         self.emitted: list[Event] | None = None
         """When a list, every emitted event is also appended to it (tests, benchmarks)."""
 
@@ -77,6 +85,7 @@ class Sensor:
         """Loads bindings from the store silently; returns how many."""
         if self.store is None:
             return 0
+        self._compact_small()
         records = self.store.load_bindings()
         self.tracker.restore(records)
         self._publish()
@@ -158,6 +167,7 @@ class Sensor:
         kinds[ArpKind.REQUEST] = kinds.get(ArpKind.REQUEST, 0) + fast.request_hits - requests
         kinds[ArpKind.REPLY] = kinds.get(ArpKind.REPLY, 0) + fast.reply_hits - replies
         interface = decoder.interface
+        self._fed = True
         with self.stats.lock:
             for kind, n in kinds.items():
                 if n:
@@ -209,7 +219,12 @@ class Sensor:
             self.fastpath.flush()
         events = self.tracker.tick(now)
         events.extend(self.limiter.flush(now))
-        self._emit(events, store_now=now != float("inf"))
+        clock = now != float("inf")  # not the end of a replay (`finish`)
+        self._emit(events, store_now=clock)
+        if clock and self.store is not None and self.store_error is None and (
+                self.store.journal_records > (COMPACT_AT if not self._fed else JOURNAL_MAX)):
+            self._compact()
+        self._fed = False
 
     def finish(self) -> None:
         """End of a replay: every hold and conflict runs to its end, as if silence followed."""
@@ -221,6 +236,23 @@ class Sensor:
         self.fastpath.flush()
         self._emit([])
         self._write_store([], final=True)
+        self._compact_small()
+
+    def _compact_small(self) -> None:
+        """At start and stop: a small journal is folded now, a flood's in idle time (folding
+        a million records takes seconds)."""
+        if (self.store is not None and self.store_error is None
+                and 0 < self.store.journal_records <= STORE_CHUNK):
+            self._compact(STORE_CHUNK)
+
+    def _compact(self, budget: int = COMPACT_AT) -> None:
+        """Folds about `budget` journal records into the bindings table; a failure costs
+        nothing (the journal keeps them) and is logged once."""
+        assert self.store is not None
+        try:
+            self.store.compact(budget)
+        except StoreError as exc:
+            self._once(str(exc))
 
     def _emit(self, events: list[Event], store_now: bool = False) -> None:
         if events:
@@ -251,23 +283,25 @@ class Sensor:
         self._publish()
 
     def _write_store(self, events: list[Event], now: bool = False, final: bool = False) -> None:
-        """Stores changed bindings and events: at a clock tick (`now`), at the end (`final`)
-        or once enough have gathered (one transaction for many batches under load). After a
+        """Stores changed bindings and events: one journal entry for each batch that made,
+        moved, unsettled or dropped a binding or has events (a crash loses at most the batch
+        in hand); mere refreshes wait for STORE_ROWS, a clock tick or the end. After a
         failure, retries wait for the backoff (but the final write is always tried)."""
         if self.store is None:
             self.tracker.drop_changes()
             return
         self._queue_events(events)
-        if self.store_error is not None and not final:
-            if not (now if self._clock is None else self._clock() >= self._retry_at):
-                return
-        elif not final and not now and (
-                self.tracker.changed_count + len(self._pending_events) < STORE_ROWS):
+        if self.store_error is not None and not final and not (
+                now if self._clock is None else self._clock() >= self._retry_at):
+            return
+        every = (final or now or self.store_error is not None
+                 or self.tracker.changed_count >= STORE_ROWS)
+        if not every and not self._pending_events and not self.tracker.unrefreshed_count:
             return
         self._log_dropped()
         stored = 0
         while True:  # in chunks: a backlog's retry costs one chunk until the disk has room
-            changes = self.tracker.changes(STORE_CHUNK)
+            changes = self.tracker.changes(STORE_CHUNK, refreshed=every)
             if not (changes.changed_keys or changes.removed_keys or changes.replace
                     or self._pending_events):
                 break
@@ -282,6 +316,8 @@ class Sensor:
             stored += len(changes.upserts) + len(changes.removed)
             with self.stats.lock:
                 self.stats.store_writes += 1
+        if self.store.journal_records > JOURNAL_MAX and not now:  # ticks fold their own
+            self._compact()
         if self.store_error is not None:
             log.warning("%s: state store writable again; the %d changes that waited are "
                         "stored", self.store.path, stored)

@@ -106,6 +106,9 @@ class Tracker:
             policy.scan_window,
         )
         self._changed: set[int] = set()
+        self._refreshed: set[int] = set()
+        """Bindings whose only change is a later last_seen (kept apart: the store may write
+        them less often than new, moved and unsettled ones)."""
         self._removed: set[int] = set()
         self._rewrite = False
         """The store is to be replaced by every binding: more evictions waited for it than
@@ -270,16 +273,20 @@ class Tracker:
         if len(self._bindings) > self.policy.max_bindings:
             self._evict(len(self._bindings) - self.policy.max_bindings)
 
-    def changes(self, limit: int | None = None) -> StoreChanges:
+    def changes(self, limit: int | None = None, refreshed: bool = True) -> StoreChanges:
         """What the store lacks, at most `limit` rows (all when a whole rewrite is due):
-        bindings changed and removed and not yet `changes_stored`. The marks stay until then,
-        so a failed write loses nothing and the backlog of a full disk costs no more memory
-        than the bindings themselves."""
+        bindings changed and removed and not yet `changes_stored`; with `refreshed` False,
+        not those only refreshed. The marks stay until then, so a failed write loses nothing
+        and the backlog of a full disk costs no more memory than the bindings themselves."""
         if self._rewrite:
             return StoreChanges(self.bindings(), [], True)
         bindings = self._bindings
         changed = list(islice(self._changed, limit))
         left = None if limit is None else max(0, limit - len(changed))
+        if refreshed and left != 0:
+            fresh = list(islice(self._refreshed, left))
+            changed.extend(fresh)
+            left = None if left is None else max(0, left - len(fresh))
         gone = list(islice(self._removed, left))
         upserts = [self._record(key, b) for key in changed
                    if (b := bindings.get(key)) is not None]
@@ -293,17 +300,26 @@ class Tracker:
             self.drop_changes()
         else:
             self._changed.difference_update(changes.changed_keys)
+            self._refreshed.difference_update(changes.changed_keys)
             self._removed.difference_update(changes.removed_keys)
 
     def drop_changes(self) -> None:
         """Forgets every mark (a sensor without a store)."""
         self._changed.clear()
+        self._refreshed.clear()
         self._removed.clear()
         self._rewrite = False
 
     @property
     def changed_count(self) -> int:
         """Rows the store lacks (every binding while a whole rewrite is due)."""
+        if self._rewrite:
+            return len(self._bindings)
+        return len(self._changed) + len(self._refreshed) + len(self._removed)
+
+    @property
+    def unrefreshed_count(self) -> int:
+        """Rows the store lacks apart from bindings only refreshed."""
         if self._rewrite:
             return len(self._bindings)
         return len(self._changed) + len(self._removed)
@@ -808,7 +824,7 @@ class Tracker:
         # a capture merged from two taps can step back a little: last_seen never does
         bindings[key] = new_tuple(Binding, (b.mac, b.first_seen, max(ts, b.last_seen),
                                             b.previous))
-        self._changed.add(key)
+        self._refreshed.add(key)
 
     def _move(self, key: int, b: Binding, mac: bytes, ts: float) -> None:
         previous = (b.mac, *tuple(m for m in b.previous if m != mac))[:MAX_PREVIOUS]
@@ -831,6 +847,7 @@ class Tracker:
             self._restructured(key)
             self._counts[key >> 32] -= 1
             self._changed.discard(key)
+            self._refreshed.discard(key)
             if not self._rewrite:
                 self._removed.add(key)
             stats = self._senders.peek(b.mac)

@@ -44,7 +44,6 @@ import re
 import shutil
 import signal
 import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -328,10 +327,18 @@ class Timed:
 
 
 def count_bindings(state: Path) -> int | None:
+    """Bindings as a reader sees them: the table with the journal applied (a replay leaves a
+    flood's journal to be folded in the next run's idle time)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from arpwatchd.store import Store, StoreError  # noqa: PLC0415
+
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{state}?mode=ro", uri=True)) as db:
-            return int(db.execute("SELECT count(*) FROM bindings").fetchone()[0])
-    except sqlite3.Error:
+        store = Store(str(state), readonly=True)
+        try:
+            return len(store.load_bindings())
+        finally:
+            store.close()
+    except StoreError:
         return None
 
 
