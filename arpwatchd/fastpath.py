@@ -171,10 +171,7 @@ class FastPath:
         requests = replies = 0
         records: Iterator[tuple[int, int, int, int]] = META.iter_unpack(batch.meta)
         if self.kernel is not None:
-            records = self._unproven(batch, (
-                memo, pending, Pending, last_seen, asked, note_asked, answers, note_answer,
-                flood_window, flood_frames, scan_window, scan_targets, solicit, inactive,
-                Steady, SenderStats))
+            records = self._unproven(batch, self.kernel_context(table))
         for sec, usec, offset, length in records:
             frame = data[offset : offset + length]
             ts = sec + usec * 1e-6
@@ -285,6 +282,17 @@ class FastPath:
             # a flood of new stations never repeats: remembering each one only costs memory
             self._remember_new = self._hits * 8 >= self._frames
             self._frames = self._hits = 0
+
+    def kernel_context(self, table: tuple[str, int]) -> tuple[object, ...]:
+        """What the C kernel reads and writes for frames of `table` (interface, link type),
+        in the order `_kernel.c` expects: the same objects `run` uses."""
+        tracker = self.tracker
+        policy = tracker.policy
+        return (self._memos.setdefault(table, {}), self._pending, Pending, tracker.last_seen,
+                tracker.asked_times, tracker.note_asked, tracker.answers, tracker.note_answer,
+                policy.flood_window, policy.flood_frames, policy.scan_window,
+                policy.scan_targets, policy.solicit_window, policy.inactive_after, Steady,
+                SenderStats)
 
     def _unproven(
         self, batch: Batch, context: tuple[object, ...]

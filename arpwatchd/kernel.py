@@ -13,16 +13,16 @@ import os
 from types import ModuleType
 
 
-def load() -> ModuleType | None:
-    """The compiled kernel, or None when it is absent or switched off."""
+def load() -> tuple[ModuleType | None, str | None]:
+    """The compiled kernel, or None and why (absent, or switched off)."""
     if os.environ.get("ARPWATCHD_KERNEL", "").lower() in ("off", "0", "python"):
-        return None
+        return None, "switched off by ARPWATCHD_KERNEL"
     try:
-        return importlib.import_module("arpwatchd._kernel")
-    except ImportError:
-        return None
+        return importlib.import_module("arpwatchd._kernel"), None
+    except ImportError as exc:
+        return None, f"C kernel not built: {exc}"
 
 
-KERNEL = load()
+KERNEL, FALLBACK = load()
 FASTPATH = "c" if KERNEL is not None else "python"
 """Which fast path runs: the label of `arpwatchd_build_info` and `--version`."""

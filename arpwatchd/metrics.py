@@ -40,6 +40,7 @@ from arpwatchd import __version__
 from arpwatchd.config import Config
 from arpwatchd.decode import ArpKind, SkipReason
 from arpwatchd.events import EventKind
+from arpwatchd.kernel import FASTPATH
 from arpwatchd.output import OutputError
 from arpwatchd.stats import CaptureState, SensorStats
 from arpwatchd.tracker import TrackerStats
@@ -190,9 +191,11 @@ class ArpwatchCollector(Collector):
 
     def _info(self) -> Iterator[Metric]:
         info = GaugeMetricFamily(
-            PREFIX + "build_info", "arpwatchd version and Python runtime; always 1.",
-            labels=["version", "python_version"])
-        info.add_metric([__version__, platform.python_version()], 1)
+            PREFIX + "build_info",
+            "arpwatchd version, Python runtime and fast path (c: the compiled kernel, python: "
+            "the same rules without it); always 1.",
+            labels=["version", "python_version", "fastpath"])
+        info.add_metric([__version__, platform.python_version(), FASTPATH], 1)
         yield info
         yield GaugeMetricFamily(
             PREFIX + "start_time_seconds", "When this sensor process started (Unix time).",

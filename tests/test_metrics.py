@@ -22,6 +22,7 @@ from arpwatchd.daemon import replay
 from arpwatchd.decode import ArpKind, SkipReason
 from arpwatchd.events import EventKind
 from arpwatchd.frames import announcement, write_pcap
+from arpwatchd.kernel import FASTPATH
 from arpwatchd.metrics import (
     ArpwatchCollector,
     MetricsError,
@@ -120,6 +121,7 @@ def test_build_info_carries_the_version() -> None:
     assert len(samples) == 1
     assert samples[0].name == "arpwatchd_build_info"
     assert samples[0].labels["version"] == __version__
+    assert samples[0].labels["fastpath"] == FASTPATH  # the C kernel or the Python rules
     assert samples[0].value == 1
 
 
@@ -171,7 +173,7 @@ def test_no_address_labels_except_on_the_conflict_gauge() -> None:
     for metric in _registry(stats).collect():
         for sample in metric.samples:
             allowed = {"interface", "vlan", "kind", "reason", "event", "severity", "cause",
-                       "version", "python_version"}
+                       "version", "python_version", "fastpath"}
             if metric.name == "arpwatchd_conflict_active":
                 allowed = {"interface", "vlan", "ip"}
             assert set(sample.labels) <= allowed, (metric.name, sample.labels)
