@@ -170,8 +170,11 @@ class FastPath:
         horizon = self._horizon()
         requests = replies = 0
         records: Iterator[tuple[int, int, int, int]] = META.iter_unpack(batch.meta)
-        if self.kernel is not None:
-            records = self._unproven(batch, self.kernel_context(table))
+        # under a flood of new stations (few hits) each frame would cross into the kernel
+        # only to come back: the crossing costs more than the Python loop's memo miss
+        kernel = self.kernel if self._remember_new else None
+        if kernel is not None:
+            records = self._unproven(kernel, batch, self.kernel_context(table))
         for sec, usec, offset, length in records:
             frame = data[offset : offset + length]
             ts = sec + usec * 1e-6
@@ -270,7 +273,7 @@ class FastPath:
             if self._flushed_at is None:  # the DEFER and inactive_after clocks start here
                 self._flushed_at = ts
             horizon = self._horizon()
-        if self.kernel is not None:
+        if kernel is not None:
             requests += self._kernel_hits[0]
             replies += self._kernel_hits[1]
             self._kernel_hits = [0, 0]
@@ -295,13 +298,12 @@ class FastPath:
                 SenderStats)
 
     def _unproven(
-        self, batch: Batch, context: tuple[object, ...]
+        self, kernel: ModuleType, batch: Batch, context: tuple[object, ...]
     ) -> Iterator[tuple[int, int, int, int]]:
         """The records of the frames the C kernel leaves to `run`, in order: it handles every
         whole-frame repeat it can prove up to the next one, with `run`'s rules, and leaves
         that frame untouched. Resumed after `run` handled it, so the horizon is current."""
-        assert self.kernel is not None
-        repeats = self.kernel.repeats
+        repeats = kernel.repeats
         data, meta = batch.data, batch.meta
         hits = self._kernel_hits
         i, n = 0, len(batch)

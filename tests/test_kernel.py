@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_fastpath import random_lan
 
 from arpwatchd.batch import META, Batch
-from arpwatchd.config import Config
+from arpwatchd.config import Config, parse_config
 from arpwatchd.frames import REPLY, REQUEST, arp_frame
 from arpwatchd.kernel import FASTPATH, KERNEL
 from arpwatchd.output import EventWriter
@@ -193,3 +194,42 @@ def test_the_kernel_under_address_sanitizer(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert " passed" in done.stdout
+
+
+def _two_interfaces(frames: list[tuple[float, bytes]], config: Config, seed: int, fast: bool,
+                    kernel: bool) -> tuple[object, ...]:
+    """Feeds `frames` in batches of random sizes, each batch to eth0 or eth1 by turn: the
+    same bytes on two interfaces are two stations' frames (separate memos and bindings)."""
+    rnd = random.Random(seed)
+    sensor = Sensor(config, EventWriter(os.devnull))
+    sensor.fastpath.enabled = fast
+    if not kernel:
+        sensor.fastpath.kernel = None
+    sensor.emitted = []
+    decoders = [sensor.decoder("eth0", 1), sensor.decoder("eth1", 1)]
+    i = 0
+    while i < len(frames):
+        chunk = frames[i : i + rnd.randint(1, 40)]
+        offsets = [0]
+        for _, raw in chunk:
+            offsets.append(offsets[-1] + len(raw))
+        meta = b"".join(META.pack(int(ts), round((ts - int(ts)) * 1e6), off, len(raw))
+                        for (ts, raw), off in zip(chunk, offsets, strict=False))
+        sensor.feed(decoders[rnd.randint(0, 1)], Batch(b"".join(r for _, r in chunk), meta))
+        i += len(chunk)
+    sensor.finish()
+    assert sensor.stats.frame_errors == 0
+    bindings = sorted(sensor.tracker.bindings(), key=lambda b: (b.interface, b.vlan or 0, b.ip))
+    return sensor.emitted, bindings
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_paths_agree_on_two_interfaces(seed: int) -> None:
+    """Random LANs at small table caps, their batches split between two interfaces: the
+    slow path, the Python fast path and the kernel give the same events and bindings."""
+    frames, config_text = random_lan(seed)
+    config = parse_config(config_text)
+    slow = _two_interfaces(frames, config, seed, False, False)
+    assert _two_interfaces(frames, config, seed, True, False) == slow
+    if KERNEL is not None:
+        assert _two_interfaces(frames, config, seed, True, True) == slow
