@@ -2,6 +2,7 @@
 # One entry point for newcomers and CI: each command sets up what it needs by itself.
 #   ./dev.sh run [ARGS...]    install, then capture live on the default interface
 #   ./dev.sh demo             install, then replay the shipped captures
+#   ./dev.sh demo --prometheus [--once]  sensor + Prometheus + the conflict alert firing
 #   ./dev.sh test [PYTEST...] install (with test tools), then lint, type-check and run all tests
 #   ./dev.sh bench [ARGS...]  install, then run the side-by-side benchmark
 set -euo pipefail
@@ -96,6 +97,12 @@ case "$cmd" in
         exec "$VENV/bin/arpwatchd" run "$@"
         ;;
     demo)
+        if [ "${1:-}" = "--prometheus" ]; then
+            shift
+            debian_packages "${RUN_PACKAGES[@]}" prometheus
+            python_env ""
+            exec "$VENV/bin/python" dashboards/demo.py "$@"
+        fi
         debian_packages "${RUN_PACKAGES[@]}"
         python_env ""
         for capture in pcaps/*.pcap; do
@@ -124,6 +131,6 @@ case "$cmd" in
         exec "$VENV/bin/python" benchmarks/bench.py "$@"
         ;;
     *)
-        sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
         ;;
 esac

@@ -53,6 +53,12 @@ class CaptureError(Exception):
     """The capture cannot start or go on; the message is one line naming what failed."""
 
 
+class InterfaceUnavailableError(CaptureError):
+    """The interface does not exist or is down. At start this has an exit status of its own
+    (69), so systemd's restart limit and an operator can tell it from a broken sensor: the
+    interface may come later (a USB NIC, a VLAN made by another unit), a bug will not go."""
+
+
 @dataclass(frozen=True, slots=True)
 class CaptureStats:
     received: int
@@ -67,6 +73,8 @@ def _message(exc: Exception) -> str:
     return text
 
 
+_NO_SUCH_DEVICE = -5
+_IFACE_NOT_UP = -9
 _ACTIVATE_ERRORS = {
     -5: "no such interface",
     -8: "permission denied (capturing needs root or CAP_NET_RAW and CAP_NET_ADMIN)",
@@ -122,7 +130,9 @@ class LiveCapture:
             reader.set_buffer_size(buffer_mib << 20)
             status = reader.activate()
             if status is not None and status < 0:
-                raise CaptureError(f"{interface}: cannot capture: {_activate_error(status)}")
+                unavailable = status in (_NO_SUCH_DEVICE, _IFACE_NOT_UP)
+                raise (InterfaceUnavailableError if unavailable else CaptureError)(
+                    f"{interface}: cannot capture: {_activate_error(status)}")
             check_linktype(interface, reader.datalink())
             _set_filter(reader, interface)
             reader.setnonblock(1)

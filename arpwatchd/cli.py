@@ -2,7 +2,7 @@
 
 Exit codes: 0 success (and a clean stop on SIGTERM/SIGINT); 1 the sensor could not do its
 work (capture, state store or output failed, a capture file was damaged); 2 bad usage or a
-bad config file.
+bad config file; 69 (EX_UNAVAILABLE) an interface to capture on is missing or down at start.
 """
 
 from __future__ import annotations
@@ -16,11 +16,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from arpwatchd import __version__, kernel, tools
 from arpwatchd.addresses import parse_mac
-from arpwatchd.capture import CaptureError, default_interface, interface_mac
+from arpwatchd.capture import (
+    CaptureError,
+    InterfaceUnavailableError,
+    default_interface,
+    interface_mac,
+)
 from arpwatchd.config import Config, ConfigError, load_config, reloaded_config
 from arpwatchd.daemon import (
     Flags,
@@ -31,6 +36,7 @@ from arpwatchd.daemon import (
     wait_for_stop,
 )
 from arpwatchd.defend import Defender
+from arpwatchd.events import format_ts
 from arpwatchd.output import EventWriter, OutputError
 from arpwatchd.privileges import PrivilegeError, drop_to
 from arpwatchd.sensor import Sensor
@@ -46,6 +52,15 @@ log = logging.getLogger("arpwatchd")
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 69
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: its own print the usage block first, two or three
+    lines in which the error is easy to miss; every other error of the command is one line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"arpwatchd: error: {message} (see {self.prog} --help)\n")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -75,11 +90,11 @@ def _metrics_option(parser: argparse.ArgumentParser, default: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="arpwatchd",
         description="ARP conflict-detection sensor: tells failover from conflict, per VLAN.",
         epilog="Exit codes: 0 ok, 1 capture/store/output failure or damaged file, 2 bad usage "
-               "or config.",
+               "or config, 69 an interface to capture on is missing or down at start.",
     )
     parser.add_argument("--version", action="version",
                         version=f"arpwatchd {__version__} (fast path: {kernel.FASTPATH})")
@@ -130,23 +145,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(verbose: int, quiet: bool, default: int) -> None:
+def _setup_logging(verbose: int, quiet: bool, default: int,
+                   replayed: SensorStats | None = None) -> None:
     level = logging.ERROR if quiet else max(logging.DEBUG, default - 10 * verbose)
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s arpwatchd %(levelname)s %(message)s",
-        datefmt="%Y-%m-%dT%H:%M:%S",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LineFormat(replayed))
+    logging.basicConfig(level=level, handlers=[handler])
+
+
+class _LineFormat(logging.Formatter):
+    """`TIME arpwatchd LEVEL message`. A replay's lines also say the packet time reached:
+    the line's own time is when the replay ran, while its events carry the packets' time, and
+    a reader matching the two would otherwise be misled."""
+
+    def __init__(self, replayed: SensorStats | None) -> None:
+        super().__init__("%(asctime)s arpwatchd %(levelname)s %(message)s",
+                         datefmt="%Y-%m-%dT%H:%M:%S")
+        self.replayed = replayed
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        wall = super().formatTime(record, datefmt)
+        if self.replayed is None:
+            return wall
+        seen = [c.last_arp for c in tuple(self.replayed.captures.values()) if c.last_arp]
+        return f"{wall} [packet time {format_ts(max(seen))}]" if seen else wall
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "check-config":
-            config = load_config(args.file)
-            print(json.dumps(config.summary(), indent=2))
-            return EXIT_OK
+            return _check_config(args.file)
         if args.command in tools.COMMANDS:
             return tools.run(args)
         _tune_gc()
@@ -154,17 +183,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             _setup_logging(args.verbose, args.quiet, logging.INFO)
             _note_fastpath()
             return _run(args)
-        _setup_logging(args.verbose, args.quiet, logging.ERROR)
+        stats = SensorStats()
+        _setup_logging(args.verbose, args.quiet, logging.ERROR, replayed=stats)
         _note_fastpath()
-        return _replay(args)
+        return _replay(args, stats)
     except ConfigError as exc:
         print(f"arpwatchd: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except InterfaceUnavailableError as exc:
+        print(f"arpwatchd: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     except (CaptureError, StoreError, OutputError, PrivilegeError) as exc:  # MetricsError too
         print(f"arpwatchd: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+def _check_config(path: str) -> int:
+    """Prints the effective settings; each rule that looks wrong is one warning line on
+    standard error. A config with warnings still loads (exit 0): they are judgements."""
+    from arpwatchd.effective import warnings  # noqa: PLC0415  (only this command needs it)
+
+    config = load_config(path)
+    print(json.dumps(config.summary(), indent=2))
+    for line in warnings(config):
+        print(f"arpwatchd: warning: {line}", file=sys.stderr)
+    return EXIT_OK
 
 
 def _note_fastpath() -> None:
@@ -190,6 +235,8 @@ def _configured(args: argparse.Namespace) -> Config:
 
 def _run(args: argparse.Namespace) -> int:
     config = _configured(args)
+    for line in config.warnings:
+        log.warning("%s", line)
     interfaces = args.interface or list(config.capture.interfaces)
     if not interfaces:
         found = default_interface()
@@ -271,6 +318,8 @@ def _reload(
         return None
     config, later = reloaded_config(running, config)
     log.warning("config reloaded from %s", config.source)
+    for line in config.warnings:
+        log.warning("%s", line)
     if later:
         log.warning("reload: %s changed, kept as they were until a restart", ", ".join(later))
     return config
@@ -289,7 +338,7 @@ def _metrics_endpoint(
     return (host, port) if port else None
 
 
-def _replay(args: argparse.Namespace) -> int:
+def _replay(args: argparse.Namespace, stats: SensorStats) -> int:
     config = _configured(args)
     if args.own_mac:
         try:
@@ -308,11 +357,11 @@ def _replay(args: argparse.Namespace) -> int:
         install_signals(flags)
     store = Store(args.state, max_events=config.max_events) if args.state else None
     writer = EventWriter(config.output.events, sinks=open_sinks(config.output))
-    sensor = Sensor(config, writer, store, clock=time.monotonic)
+    sensor = Sensor(config, writer, store, stats, clock=time.monotonic)
     server: MetricsServer | None = None
     try:
         if endpoint is not None:
-            server = serve_metrics(sensor, *endpoint)
+            server = serve_metrics(sensor, *endpoint, mode="replay")
         sensor.restore()
         errors = replay(sensor, args.files, args.interface, finish=not args.serve)
         if server is not None and args.serve:

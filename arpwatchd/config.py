@@ -24,7 +24,7 @@ from arpwatchd.addresses import (
     parse_network,
 )
 from arpwatchd.defend import DEFEND_INTERVAL, LOCKTIME, DefenseMode, DefensePolicy, OwnedAddress
-from arpwatchd.events import EventKind
+from arpwatchd.events import EventKind, Severity
 from arpwatchd.hooks import HookConfig
 from arpwatchd.policy import (
     ANY_VLAN,
@@ -41,6 +41,10 @@ if TYPE_CHECKING:
     import yaml
 
 T = TypeVar("T")
+
+DEFAULT_CONFIG = "/etc/arpwatchd/arpwatchd.yml"
+"""The config the systemd unit in deploy/ runs with. The operator tools read it when no -c is
+given (and it exists), so they find the store the service uses without being told."""
 
 
 class ConfigError(Exception):
@@ -84,72 +88,30 @@ class Config:
     defense: DefensePolicy = field(default_factory=DefensePolicy)
     suppress: tuple[SuppressRule, ...] = ()
     state_path: str = ""
+    state_path_set: bool = False
+    """Whether the file set state.path; if not, `state_path` depends on the working directory
+    (and $XDG_STATE_HOME) of whoever runs the command, so the service and the tools may differ."""
     max_events: int = 1_000_000
     source: str = "(defaults)"
+    warnings: tuple[str, ...] = ()
+    """Rules that load but look wrong (a suppression hiding conflicts, two owners for one
+    protected address, a network with host bits), one line each naming the key and line."""
 
     def summary(self) -> dict[str, Any]:
         """The effective settings, for `check-config`."""
-        p = self.policy
-        return {
-            "source": self.source,
-            "state_path": self.state_path,
-            "max_events": self.max_events,
-            "hold": p.hold,
-            "inactive_after": p.inactive_after,
-            "solicit_window": p.solicit_window,
-            "answer_window": p.answer_window,
-            "demotion_grace": p.demotion_grace,
-            "repeat_after": p.repeat_after,
-            "flood": {"frames": p.flood_frames, "window": p.flood_window},
-            "scan": {"targets": p.scan_targets, "window": p.scan_window},
-            "limits": {"max_bindings": p.max_bindings, "max_senders": p.max_macs,
-                       "max_pending": p.max_pending},
-            "networks": len(p.networks),
-            "failover_groups": [g.name for g in p.failover_groups],
-            "protected": len(p.protected),
-            "output": {"events": self.output.events,
-                       "events_per_window": self.output.events_per_window,
-                       "event_window": self.output.event_window,
-                       "syslog": _syslog_summary(self.output.syslog),
-                       "hook": _hook_summary(self.output.hook)},
-            "capture": {"interfaces": list(self.capture.interfaces),
-                        "buffer_mib": self.capture.buffer_mib,
-                        "snaplen": self.capture.snaplen, "batch": self.capture.batch,
-                        "promiscuous": self.capture.promiscuous},
-            "metrics": {"address": self.metrics.address, "port": self.metrics.port},
-            "defend": {
-                "addresses": [
-                    {"ip": ip_text(a.ip), "mac": mac_text(a.mac), "interface": a.interface,
-                     "vlan": a.vlan, "group": sorted(mac_text(m) for m in a.group)}
-                    for a in self.defense.addresses
-                ],
-                "mode": self.defense.mode.value,
-                "interval": self.defense.spacing,
-                "locktime": self.defense.locktime,
-                "delay": self.defense.delay,
-                "max": self.defense.budget,
-                "rate": self.defense.rate,
-                "announce_at_start": self.defense.announce_at_start,
-                "ethernet_source": "owner" if self.defense.use_owner_mac_as_source else "nic",
-            },
-        }
+        from arpwatchd.effective import summary  # noqa: PLC0415  (only check-config needs it)
 
-
-def _syslog_summary(syslog: SyslogConfig | None) -> dict[str, Any] | None:
-    if syslog is None:
-        return None
-    return {"address": syslog.address, "transport": syslog.transport,
-            "facility": syslog.facility, "format": syslog.format}
-
-
-def _hook_summary(hook: HookConfig | None) -> dict[str, Any] | None:
-    if hook is None:
-        return None
-    return {"command": list(hook.command), "events": sorted(k.value for k in hook.events),
-            "timeout": hook.timeout, "max_running": hook.max_running}
+        return summary(self)
 
 
 def default_state_path() -> str:
+    """Where the store is when the config names none. Under systemd with StateDirectory= the
+    unit's directory ($STATE_DIRECTORY): a service upgraded to a unit without --state but
+    still reading an older config with no state.path keeps its store, where the working
+    directory (/) would be read-only."""
+    unit = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if unit:
+        return str(Path(unit) / "state.sqlite")
     base = os.environ.get("XDG_STATE_HOME")
     if base:
         return str(Path(base) / "arpwatchd" / "state.sqlite")
@@ -167,6 +129,7 @@ def reloaded_config(running: Config, reloaded: Config) -> tuple[Config, list[str
         capture=running.capture,
         metrics=running.metrics,
         state_path=running.state_path,
+        state_path_set=running.state_path_set,
         max_events=running.max_events,
     )
     changed = [
@@ -231,6 +194,9 @@ class _Node:
     def fail(self, message: str) -> ConfigError:
         return ConfigError(f"{self.source}: {self.path} (line {self.line}): {message}")
 
+    def warning(self, message: str) -> str:
+        return f"{self.source}: {self.path} (line {self.line}): {message}"
+
     def mapping(self, allowed: set[str]) -> dict[str, _Node]:
         if self.kind != "mapping":
             raise self.fail("expected a mapping of keys")
@@ -264,6 +230,17 @@ class _Node:
             return fn(self.scalar())
         except ValueError as exc:
             raise self.fail(str(exc)) from None
+
+
+_DEFEND_KEYS = {"addresses", "mode", "interval", "locktime", "delay", "max", "rate",
+                "announce_at_start", "ethernet_source"}
+_HIDDEN = ", ".join(sorted(k.value for k in EventKind if k.severity is Severity.CRITICAL))
+
+
+def _overlap(a: DomainMatch, b: DomainMatch) -> bool:
+    """Whether some (interface, VLAN) domain matches both."""
+    return (a.interface is None or b.interface is None or a.interface == b.interface) and (
+        ANY_VLAN in (a.vlan, b.vlan) or a.vlan == b.vlan)
 
 
 _IFNAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
@@ -356,6 +333,39 @@ def _mac(text: str) -> bytes:
 class _Reader:
     def __init__(self, source: str) -> None:
         self.source = source
+        self.warnings: list[str] = []
+
+    def prefix(self, node: _Node) -> tuple[int, int]:
+        """A network; one written with host bits (10.0.10.5/24) is read as its network, and
+        said, since the writer may have meant the single address."""
+        net, mask = node.convert(parse_network)
+        text = node.scalar().strip()
+        if "/" in text and parse_ip(text.split("/", 1)[0]) != net:
+            self.warnings.append(node.warning(
+                f"{text} has host bits set: it means {ip_text(net)}/{mask.bit_count()} "
+                f"(write that, or {text.split('/', 1)[0]} for the address alone)"))
+        return net, mask
+
+    def protections(self, top: dict[str, _Node], defense: DefensePolicy) -> tuple[Protected, ...]:
+        """protected entries, then defended addresses (protected too); a second owner of an
+        address already protected in an overlapping domain is said: the first entry that
+        matches wins, so the second never applies."""
+        nodes = top["protected"].sequence() if "protected" in top else []
+        entries = [(self.protected(n), n) for n in nodes]
+        if "defend" in top and defense.addresses:
+            owned_nodes = top["defend"].mapping(_DEFEND_KEYS)["addresses"].sequence()
+            entries += [(Protected(o.ip, o.mac, o.where, o.group), n)
+                        for o, n in zip(defense.addresses, owned_nodes, strict=True)]
+        for k, (rule, node) in enumerate(entries):
+            for earlier, earlier_node in entries[:k]:
+                if earlier.ip == rule.ip and _overlap(earlier.where, rule.where) and not (
+                        earlier.allows(rule.mac) and rule.allows(earlier.mac)):
+                    self.warnings.append(node.warning(
+                        f"{ip_text(rule.ip)} already has the owner {mac_text(earlier.mac)} "
+                        f"({earlier_node.path}, line {earlier_node.line}): this entry never "
+                        f"applies there; list both MACs in one entry (mac and group)"))
+                    break
+        return tuple(rule for rule, _ in entries)
 
     def config(self, root: _Node) -> Config:
         top = root.mapping({
@@ -393,20 +403,18 @@ class _Reader:
             policy["failover_groups"] = tuple(
                 self.group(n, i) for i, n in enumerate(top["failover_groups"].sequence())
             )
-        if "protected" in top:
-            policy["protected"] = tuple(self.protected(n) for n in top["protected"].sequence())
         defense = self.defense(top["defend"]) if "defend" in top else DefensePolicy()
-        protected = list(policy.get("protected", ()))
-        for owned in defense.addresses:
-            protected.append(Protected(owned.ip, owned.mac, owned.where, owned.group))
+        protected = self.protections(top, defense)
         if protected:
-            policy["protected"] = tuple(protected)
+            policy["protected"] = protected
         state_path = default_state_path()
+        state_path_set = False
         max_events = 1_000_000
         if "state" in top:
             state = top["state"].mapping({"path", "max_events"})
             if "path" in state:
                 state_path = state["path"].scalar()
+                state_path_set = True
             if "max_events" in state:
                 max_events = state["max_events"].convert(_positive_int)
         return Config(
@@ -418,8 +426,10 @@ class _Reader:
             suppress=tuple(self.suppress_rule(n) for n in top["suppress"].sequence())
             if "suppress" in top else (),
             state_path=state_path,
+            state_path_set=state_path_set,
             max_events=max_events,
             source=self.source,
+            warnings=tuple(self.warnings),
         )
 
     def where(self, fields: dict[str, _Node]) -> DomainMatch:
@@ -431,7 +441,7 @@ class _Reader:
         fields = node.mapping({"interface", "vlan", "prefixes"})
         if "prefixes" not in fields:
             raise node.fail("a network needs 'prefixes'")
-        prefixes = tuple(p.convert(parse_network) for p in fields["prefixes"].sequence())
+        prefixes = tuple(self.prefix(p) for p in fields["prefixes"].sequence())
         return NetworkRule(self.where(fields), prefixes)
 
     def group(self, node: _Node, index: int) -> FailoverGroup:
@@ -464,8 +474,7 @@ class _Reader:
         )
 
     def defense(self, node: _Node) -> DefensePolicy:
-        fields = node.mapping({"addresses", "mode", "interval", "locktime", "delay", "max",
-                               "rate", "announce_at_start", "ethernet_source"})
+        fields = node.mapping(_DEFEND_KEYS)
         defaults = DefensePolicy()
         mode, interval, locktime = self.defense_timing(fields)
         source = fields["ethernet_source"].scalar() if "ethernet_source" in fields else "nic"
@@ -547,10 +556,18 @@ class _Reader:
         if not fields.keys() - {"comment", "until"}:
             raise node.fail("a suppression rule needs at least one of events, networks, "
                             "macs, vlans (it would silence everything)")
+        events = frozenset(e.convert(_event_kind) for e in fields["events"].sequence()) \
+            if "events" in fields else frozenset()
+        if not events:
+            self.warnings.append(node.warning(
+                f"no events listed: this rule silences every event it matches, {_HIDDEN} "
+                f"included; list the events you accept"))
+        elif hidden := sorted(k.value for k in events if k.severity is Severity.CRITICAL):
+            self.warnings.append(fields["events"].warning(
+                f"silences {', '.join(hidden)}: a spoofer matching this rule goes unreported"))
         return SuppressRule(
-            events=frozenset(e.convert(_event_kind) for e in fields["events"].sequence())
-            if "events" in fields else frozenset(),
-            networks=tuple(n.convert(parse_network) for n in fields["networks"].sequence())
+            events=events,
+            networks=tuple(self.prefix(n) for n in fields["networks"].sequence())
             if "networks" in fields else (),
             macs=tuple(m.convert(parse_mac_prefix) for m in fields["macs"].sequence())
             if "macs" in fields else (),

@@ -13,7 +13,7 @@ import select
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -40,6 +40,8 @@ STATS_EVERY = 2.0
 MAX_BATCHES_PER_WAKE = 64
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 10.0
+NO_ARP_AFTER = 60.0
+"""Capture time after which an interface that has shown no ARP at all is mentioned, once."""
 
 
 @dataclass
@@ -63,6 +65,31 @@ def install_signals(flags: Flags) -> None:
 
 
 @dataclass
+class QuietWatch:
+    """Says once that an interface has shown no ARP since capture started, `after` seconds
+    in: on a quiet or wrong port (not the mirror port, a VLAN the trunk does not carry) the
+    sensor otherwise logs nothing after its start lines, and a newcomer cannot tell it works."""
+
+    after: float = NO_ARP_AFTER
+    started: float | None = None
+    done: bool = False
+
+    def due(self, now: float, seen: bool) -> bool:
+        """Whether to say it now; `seen`: an ARP frame has been seen on the interface."""
+        if self.done:
+            return False
+        if seen:
+            self.done = True
+            return False
+        if self.started is None:
+            self.started = now
+        if now - self.started < self.after:
+            return False
+        self.done = True
+        return True
+
+
+@dataclass
 class _Handle:
     interface: str
     capture: LiveCapture | None = None
@@ -74,6 +101,7 @@ class _Handle:
     reported_drops: int = 0
     ifindex: int | None = None
     link_down: bool = False
+    quiet: QuietWatch = field(default_factory=QuietWatch)
 
 
 class LiveLoop:
@@ -200,6 +228,10 @@ class LiveLoop:
             )
             state = self.sensor.stats.capture(handle.interface)
             state.received, state.dropped, state.interface_dropped = handle.last_stats
+            if handle.quiet.due(now, state.last_arp is not None):
+                log.warning("%s: no ARP frame seen in the %.0f s since capture started (a quiet "
+                            "port, or not the mirror port or VLAN meant?); said once",
+                            handle.interface, handle.quiet.after)
             drops = state.dropped + state.interface_dropped
             if drops > handle.reported_drops:
                 log.warning("%s: libpcap dropped %d frames so far (%d by the interface)",
@@ -290,11 +322,14 @@ def _replay_file(sensor: Sensor, path: str, interface: str) -> str | None:
     return source.error
 
 
-def serve_metrics(sensor: Sensor, address: str, port: int) -> MetricsServer:
-    """Starts the metrics endpoint for a sensor; the start time is read here (the clock)."""
+def serve_metrics(sensor: Sensor, address: str, port: int, mode: str = "live"
+                  ) -> MetricsServer:
+    """Starts the metrics endpoint for a sensor; the start time is read here (the clock).
+    `mode` is "replay" for `replay` (build_info's label: no-ARP alerts skip replays)."""
     from arpwatchd.metrics import start_metrics  # noqa: PLC0415  (import on use: start-up)
 
-    return start_metrics(sensor.stats, sensor.config, address, port, started=time.time())
+    return start_metrics(sensor.stats, sensor.config, address, port, started=time.time(),
+                         mode=mode)
 
 
 def wait_for_stop(flags: Flags) -> None:

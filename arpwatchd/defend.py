@@ -77,6 +77,13 @@ class OwnedAddress:
         return DomainMatch(self.interface, self.vlan or 0)
 
 
+LAST_WORD_BUDGET = 300
+"""Winning defenses cost about 1.5 frames per attack second (one answer a second and the last
+word); a spoofer like arpspoof runs for minutes, and slowing to DEFEND_INTERVAL hands it the
+victims again (9-10 % on the owner, measured). The budget stops a fight between two defenders
+that disagree (a misconfigured owner MAC) after about 5 minutes, not a real attack."""
+
+
 @dataclass(frozen=True, slots=True)
 class DefensePolicy:
     addresses: tuple[OwnedAddress, ...] = ()
@@ -88,8 +95,8 @@ class DefensePolicy:
     """The victims' neighbour lock time: the last word follows the last claim by this."""
     delay: float = 0.0
     max_defenses: int | None = None
-    """Defenses in one episode before `defense_failed`; None: the mode's (30 last-word, about
-    30 s of answers; 3 rfc5227)."""
+    """Defenses in one episode before `defense_failed`; None: the mode's (300 last-word, about
+    5 minutes of a spoofer's one reply a second; 3 rfc5227)."""
     rate: float = 10.0
     """Frames per second across all addresses (token bucket, burst of the same size)."""
     episode_end: float = 30.0
@@ -111,7 +118,7 @@ class DefensePolicy:
         """The effective `max_defenses`."""
         if self.max_defenses is not None:
             return self.max_defenses
-        return 3 if self.mode is DefenseMode.RFC5227 else 30
+        return 3 if self.mode is DefenseMode.RFC5227 else LAST_WORD_BUDGET
 
 
 @dataclass(frozen=True, slots=True)

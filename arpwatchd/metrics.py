@@ -11,9 +11,11 @@ value disappeared (a resolved conflict) is simply not exported again (client_pyt
 Naming follows the Prometheus conventions: an `arpwatchd_` prefix, base units, `_total` only on
 counters, `_timestamp_seconds` for points in time, `_info` for metadata. Label values come
 from closed enums or the configuration (interface, VLAN, event, kind, reason) with one bounded
-exception: `arpwatchd_conflict_active` carries the conflicting `ip`, because an operator's
-dashboard must say which address is in conflict; the tracker caps those series at
-`metrics.max_conflict_series` and `arpwatchd_active_conflicts` always has the true count.
+exception: `arpwatchd_conflict_active` carries the conflicting `ip` and its two MACs (`mac`,
+`previous_mac`, fixed for the conflict's life, so still one series per conflict), because an
+operator's dashboard must say which address is in conflict and between whom; the tracker caps
+those series at `metrics.max_conflict_series` and `arpwatchd_active_conflicts` always has the
+true count.
 Series known in advance are exported at 0 from the start, so `increase()` and alerts see the
 first event, and no sample carries a timestamp.
 
@@ -53,6 +55,8 @@ SKIP_REASONS = (*(r.value for r in SkipReason), "own_frame")
 """Decoder skip reasons, plus the sensor's own defense frames seen coming back."""
 SUPPRESSION_CAUSES = ("rate_limit", "rule")
 """Why an event was not emitted: the event rate limit, or an operator's suppression rule."""
+MODES = ("live", "replay")
+"""The `mode` label of build_info: capturing interfaces, or reading capture files."""
 
 
 class MetricsError(OutputError):
@@ -169,13 +173,19 @@ class ArpwatchCollector(Collector):
         max_conflict_series: at most this many `arpwatchd_conflict_active` series (the tracker
             snapshot is already capped; this is a second guard).
         started: the sensor's start, seconds since the epoch (the caller reads the clock).
+        mode: "live" (`run`) or "replay" (`replay`, `replay --serve`), the `mode` label of
+            `arpwatchd_build_info`: a replayed capture's last ARP time is in the past by
+            nature, so the no-ARP alert must tell the two apart.
     """
 
     def __init__(self, stats: SensorStats, *, max_conflict_series: int = 200,
-                 started: float = 0.0) -> None:
+                 started: float = 0.0, mode: str = "live") -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         self.stats = stats
         self.max_conflict_series = max_conflict_series
         self.started = started
+        self.mode = mode
 
     def collect(self) -> Iterator[Metric]:
         c = _copy(self.stats)
@@ -191,11 +201,11 @@ class ArpwatchCollector(Collector):
 
     def _info(self) -> Iterator[Metric]:
         info = GaugeMetricFamily(
-            PREFIX + "build_info",
-            "arpwatchd version, Python runtime and fast path (c: the compiled kernel, python: "
-            "the same rules without it); always 1.",
-            labels=["version", "python_version", "fastpath"])
-        info.add_metric([__version__, platform.python_version(), FASTPATH], 1)
+            PREFIX + "build_info", "arpwatchd version, Python runtime, mode (live: capturing "
+            "interfaces, replay: reading capture files) and fast path (c: the compiled kernel, "
+            "python: the same rules without it); always 1.",
+            labels=["version", "python_version", "mode", "fastpath"])
+        info.add_metric([__version__, platform.python_version(), self.mode, FASTPATH], 1)
         yield info
         yield GaugeMetricFamily(
             PREFIX + "start_time_seconds", "When this sensor process started (Unix time).",
@@ -253,16 +263,19 @@ class ArpwatchCollector(Collector):
             labels=["interface", "vlan"])
         conflict = GaugeMetricFamily(
             PREFIX + "conflict_active", "1 for each address in an active conflict (two MACs "
-            "claiming it); capped at metrics.max_conflict_series series.",
-            labels=["interface", "vlan", "ip"])
+            "claiming it: mac and previous_mac, as the conflict event names them); capped at "
+            "metrics.max_conflict_series series.",
+            labels=["interface", "vlan", "ip", "mac", "previous_mac"])
         if t is not None:
             per_domain: Counter[tuple[str, str]] = Counter()
             for (interface, vlan_id), n in t.bindings.items():
                 per_domain[(interface, vlan_label(vlan_id))] += n
             for labels, n in sorted(per_domain.items()):
                 bindings.add_metric(list(labels), n)
-            for interface, vlan_id, ip in t.active_conflicts[: self.max_conflict_series]:
-                conflict.add_metric([interface, vlan_label(vlan_id), ip], 1)
+            for active in t.active_conflicts[: self.max_conflict_series]:
+                conflict.add_metric(
+                    [active.interface, vlan_label(active.vlan), active.ip, active.mac,
+                     active.previous_mac], 1)
         yield bindings
         yield conflict
         yield GaugeMetricFamily(
@@ -362,16 +375,19 @@ class MetricsServer:
         self._thread.join(timeout=5)
 
 
-def build_registry(stats: SensorStats, config: Config, started: float) -> CollectorRegistry:
+def build_registry(stats: SensorStats, config: Config, started: float,
+                   mode: str = "live") -> CollectorRegistry:
     """A private registry holding only the arpwatchd collector (no default process metrics)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ArpwatchCollector(
-        stats, max_conflict_series=config.metrics.max_conflict_series, started=started))
+        stats, max_conflict_series=config.metrics.max_conflict_series, started=started,
+        mode=mode))
     return registry
 
 
 def start_metrics(
-    stats: SensorStats, config: Config, address: str, port: int, *, started: float = 0.0
+    stats: SensorStats, config: Config, address: str, port: int, *, started: float = 0.0,
+    mode: str = "live",
 ) -> MetricsServer:
     """Serves /metrics on address:port from a daemon thread; returns the running server.
     Logs a warning when the address is not a loopback one.
@@ -379,7 +395,7 @@ def start_metrics(
     Raises:
         MetricsError: the port is busy or the address cannot be bound, in one line.
     """
-    registry = build_registry(stats, config, started)
+    registry = build_registry(stats, config, started, mode)
     try:
         server, thread = serve(routed(make_wsgi_app(registry)), address, port)
     except OSError as exc:

@@ -116,6 +116,57 @@ def _hand_over(user: str, entry: pwd.struct_passwd,
     return kept
 
 
+def store_owner(path: Path, user: str | None) -> tuple[str, int, int] | None:
+    """Who must own a state store that this process writes, so that the sensor which opens it
+    later as another user can write it (an import run by root): `user` when given; else, for
+    root, the first of the store and the directory it goes in that another user owns
+    (systemd's StateDirectory= gives the service's user its directory; a store that an earlier
+    import left to root in it goes back to that user).
+
+    Returns:
+        (name, uid, gid), or None when the files may stay as this process makes them.
+
+    Raises:
+        PrivilegeError: `user` does not exist, or only root could give it the files.
+    """
+    if user is not None:
+        try:
+            entry = pwd.getpwnam(user)
+        except KeyError:
+            raise PrivilegeError(f"--user {user}: no such user") from None
+        if os.geteuid() not in (0, entry.pw_uid):
+            raise PrivilegeError(f"--user {user}: only root can give files to another user")
+        return user, entry.pw_uid, entry.pw_gid
+    if os.geteuid() != 0:
+        return None
+    for candidate in (path, path.parent):
+        try:
+            st = os.lstat(candidate)
+        except OSError:
+            continue
+        if st.st_uid == 0:
+            continue
+        try:
+            name = pwd.getpwuid(st.st_uid).pw_name
+        except KeyError:
+            name = str(st.st_uid)
+        return name, st.st_uid, st.st_gid
+    return None
+
+
+def give_files(owner: tuple[str, int, int], files: Sequence[Path],
+               directories: Sequence[Path] = ()) -> list[str]:
+    """chowns `files` and `directories` (only those this process created) to `owner`, never
+    through a link; returns why each one left as it was could not be handed over."""
+    name, uid, gid = owner
+    problems = []
+    for path, kinds in [(p, REGULAR) for p in files] + [(p, DIRECTORY) for p in directories]:
+        reason = hand_over(path, uid, gid, kinds)
+        if reason is not None:
+            problems.append(f"not handed to {name}: {reason}")
+    return problems
+
+
 def capabilities(pid: int | str = "self") -> dict[str, int]:
     """CapEff/CapPrm/CapInh/CapBnd/CapAmb of a process as integers (for tests and logs)."""
     out: dict[str, int] = {}

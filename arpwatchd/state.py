@@ -107,6 +107,7 @@ class Unsettled:
         "deadline",
         "failback",
         "gap",
+        "macs",
         "members",
         "old_last",
         "old_mac",
@@ -141,6 +142,9 @@ class Unsettled:
         self.pending_reason = ConflictReason.BOTH_ACTIVE
         self.reused = False
         self.members: dict[bytes, float] = {}
+        self.macs = (ZERO_MAC, ZERO_MAC)
+        """A conflict's (mac, previous_mac) as its `conflict` event named them: fixed for its
+        life, so the metric series (and the alert keyed on its labels) stays one."""
         self.reason = ConflictReason.BOTH_ACTIVE
         self.suspect: bytes | None = None
         self.claims = 0
@@ -171,12 +175,23 @@ class StoreChanges(NamedTuple):
     """The tracker's own keys of these rows, for `Tracker.changes_stored`."""
 
 
+class ActiveConflict(NamedTuple):
+    """One active conflict as the metrics show it; `mac` and `previous_mac` are those of its
+    `conflict` event (the MAC whose claim revealed it, and the other one)."""
+
+    interface: str
+    vlan: int | None
+    ip: str
+    mac: str
+    previous_mac: str
+
+
 @dataclass(frozen=True, slots=True)
 class TrackerStats:
     """An immutable snapshot for the metrics thread; never a view of live dicts."""
 
     bindings: dict[tuple[str, int | None], int]
-    active_conflicts: tuple[tuple[str, int | None, str], ...]
+    active_conflicts: tuple[ActiveConflict, ...]
     conflicts_active_total: int
     holds_active: int
     bindings_evicted: int

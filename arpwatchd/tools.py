@@ -18,9 +18,10 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TextIO, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from arpwatchd import arpdat, inventory
+from arpwatchd import config as config_module
 from arpwatchd.addresses import (
     ip_text,
     mac_text,
@@ -30,7 +31,8 @@ from arpwatchd.addresses import (
     parse_network,
 )
 from arpwatchd.config import Config, load_config
-from arpwatchd.store import Store, StoreError
+from arpwatchd.privileges import give_files, store_owner
+from arpwatchd.store import Store, StoreError, state_files
 from arpwatchd.vendors import Vendors
 
 COMMANDS = frozenset({"import-arpdat", "export-arpdat", "bindings", "history"})
@@ -61,10 +63,21 @@ def _store_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state", metavar="PATH",
                         help="SQLite state file (default: the config's state.path, else "
                              "$XDG_STATE_HOME/arpwatchd/state.sqlite or ./state/arpwatchd.sqlite)")
-    parser.add_argument("-c", "--config", metavar="FILE", help="YAML config file")
+    parser.add_argument("-c", "--config", metavar="FILE",
+                        help=f"YAML config file (default: {config_module.DEFAULT_CONFIG} if it "
+                             f"exists, the systemd unit's)")
 
 
-def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def config_path(given: str | None) -> str | None:
+    """-c, else the systemd unit's config when it exists: an operator command run with no
+    flags works on the store the service uses."""
+    if given is not None:
+        return given
+    default = config_module.DEFAULT_CONFIG
+    return default if Path(default).exists() else None
+
+
+def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     """Registers the operator commands on the main parser's subcommands."""
     imp = sub.add_parser(
         "import-arpdat", help="import arpwatch's arp.dat into the state store",
@@ -79,6 +92,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                           "config's first capture interface, else eth0)")
     imp.add_argument("--vlan", type=_argtype(_vlan), metavar="N",
                      help="VLAN of the imported addresses (default: untagged)")
+    imp.add_argument("--user", metavar="NAME",
+                     help="give the store to this user, the one the sensor runs as (default "
+                          "for root: the owner of the store or of its directory, if not root)")
     _store_options(imp)
 
     exp = sub.add_parser(
@@ -120,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     Raises:
         ConfigError, StoreError: for `cli.main` to report with its exit code.
     """
-    config = load_config(args.config)
+    config = load_config(config_path(args.config))
     path = args.state or config.state_path
     try:
         if args.command == "import-arpdat":
@@ -172,18 +188,38 @@ def _import(args: argparse.Namespace, config: Config, path: str) -> int:
             print(f"arpwatchd: {args.file}: {item} (skipped)", file=sys.stderr)
         else:
             entries.append(item)
+    owner = store_owner(Path(path), args.user)  # before writing: an unknown user writes nothing
     found = arpdat.stations(entries, interface, args.vlan or None)
     seen = [(s.interface, s.vlan, s.ip, s.mac, s.seen, s.hostname)
             for group in found.values() for s in group]
     with _opened(path, readonly=False) as store:
         outcome = store.merge_bindings(found, arpdat.merge, seen)
+        created = store.created_directories
     new = sum(1 for stored, _ in outcome if stored is None)
     unchanged = sum(1 for _, written in outcome if written is None)
     updated = len(outcome) - new - unchanged
-    print(f"{args.file}: {len(entries)} lines, {len(found)} addresses into {path}: {new} new, "
-          f"{updated} updated, {unchanged} unchanged (the store knew as much or newer)"
-          + (f"; {bad} bad lines skipped" if bad else ""))
-    return 0
+    skipped = len(lines) - len(entries) - bad
+    print(f"{args.file}: {len(lines)} lines: {len(entries)} read"
+          + (f", {bad} bad skipped" if bad else "")
+          + (f", {skipped} blank or comments" if skipped else "")
+          + f"; {len(found)} addresses into {path}: {new} new, {updated} updated, {unchanged} "
+            f"unchanged (the store knew as much or newer)"
+          + (f"; owned by {owner[0]}" if owner else ""))
+    return _handed_over(path, owner, created)
+
+
+def _handed_over(path: str, owner: tuple[str, int, int] | None, created: list[Path]) -> int:
+    """Gives the store to the sensor's user: a store root made and kept would stop a sensor
+    running as that user ("attempt to write a readonly database")."""
+    if owner is None:
+        if os.geteuid() == 0 and os.stat(path).st_uid == 0:
+            print(f"arpwatchd: note: {path} is owned by root; a sensor running as another user "
+                  f"cannot write it: import again with --user NAME", file=sys.stderr)
+        return 0
+    problems = give_files(owner, state_files(path), created)
+    for problem in problems:
+        print(f"arpwatchd: {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def _export(args: argparse.Namespace, path: str) -> int:
@@ -219,6 +255,9 @@ def _bindings(args: argparse.Namespace, path: str) -> int:
     with _opened(path, readonly=True) as store:
         found = inventory.select(store.load_bindings(), where)
     vendor_of = Vendors().lookup
+    if not found and not args.json:
+        print(f"no bindings{' match' if where != inventory.BindingFilter() else ''} in {path}")
+        return 0
     if args.json:
         _write(sys.stdout, (json.dumps(inventory.binding_dict(b, vendor_of)) for b in found))
     else:
@@ -242,6 +281,9 @@ def _history(args: argparse.Namespace, path: str) -> int:
         stored = store.events_for(ip=ip) if ip is not None else store.events_naming(mac or "")
     vendor_of = Vendors().lookup
     events = [inventory.with_vendor(line, vendor_of) for line in stored]
+    if not events and not args.json:
+        print(f"no events for {text} in {path}")
+        return 0
     if args.json:
         _write(sys.stdout, (json.dumps(e, separators=(",", ":")) for e in events))
     else:

@@ -56,6 +56,7 @@ from arpwatchd.state import (
     INF,
     MAX_CONFLICT_MEMBERS,
     MAX_PREVIOUS,
+    ActiveConflict,
     Binding,
     BindingRecord,
     Phase,
@@ -72,7 +73,8 @@ from arpwatchd.state import (
     rhythm,
 )
 
-__all__ = ["Binding", "BindingRecord", "Steady", "StoreChanges", "Tracker", "TrackerStats"]
+__all__ = ["ActiveConflict", "Binding", "BindingRecord", "Steady", "StoreChanges", "Tracker",
+           "TrackerStats"]
 
 MAX_REMOVALS_KEPT = 200_000
 """Evicted keys remembered for the store; beyond, it is rewritten whole. Writes come every
@@ -310,7 +312,7 @@ class Tracker:
         return [self._record(key, b) for key, b in self._bindings.items()]
 
     def snapshot(self, max_conflict_series: int = 200) -> TrackerStats:
-        conflicts: list[tuple[str, int | None, str]] = []
+        conflicts: list[ActiveConflict] = []
         holds = 0
         active = 0
         for key, u in self._unsettled.items():
@@ -320,7 +322,8 @@ class Tracker:
             active += 1
             if len(conflicts) < max_conflict_series:
                 interface, vlan = self._domains[key >> 32]
-                conflicts.append((interface, vlan, ip_text(key & 0xFFFFFFFF)))
+                conflicts.append(ActiveConflict(interface, vlan, ip_text(key & 0xFFFFFFFF),
+                                                mac_text(u.macs[0]), mac_text(u.macs[1])))
         return TrackerStats(
             bindings=dict(zip(self._domains, self._counts, strict=True)),
             active_conflicts=tuple(sorted(conflicts, key=lambda c: (c[0], c[1] or 0, c[2]))),
@@ -701,6 +704,7 @@ class Tracker:
     ) -> None:
         u = Unsettled(Phase.CONFLICT, ts, ts)
         u.members = members
+        u.macs = (mac, other)
         u.reason = reason
         u.suspect = suspect
         u.claims = 1

@@ -373,16 +373,30 @@ def gateway_spoof(cap: Capture) -> None:
     """arpspoof poisons H21's entry for the gateway for 3 minutes, then re-ARPs on exit."""
     lan = cap.link()
     office(lan, 0.0, 420.0, poll=20.0)
+    attacker = _arpspoof(lan, 241.0, 420.0)
+    # Ctrl-C: 5 re-ARP replies 1 s apart naming the real gateway, sent from the attacker's NIC.
+    for t in (241.0, 242.0, 243.0, 244.0, 245.0):
+        lan.reply(t, GW, H21, eth_src=attacker.mac)
+
+
+def spoof_in_progress(cap: Capture) -> None:
+    """The same attack, still running when the capture ends: a conflict left open, which
+    `replay --serve` keeps active (the alert demo replays this file)."""
+    lan = cap.link()
+    office(lan, 0.0, 181.0, poll=20.0)
+    _arpspoof(lan, 181.0, 181.0)
+
+
+def _arpspoof(lan: Link, stop: float, end: float) -> Station:
+    """Attacker .66 joins at 30 s and runs `arpspoof -t 192.168.10.21 192.168.10.1` from 60 s
+    until `stop`: an unsolicited reply to the victim every 2 s. Returns the attacker."""
     attacker = Station("192.168.10.66", "02:00:00:00:66:01")
     spoofed_gw = GW.on(attacker.mac)
     lan.resolve(30.0, attacker, GW)
     lan.resolve(31.0, attacker, H21)
-    lan.every(70.0, 420.0, 40.0, lambda t: lan.resolve(t, attacker, GW, unicast=True))
-    # `arpspoof -t 192.168.10.21 192.168.10.1`: an unsolicited reply to the victim every 2 s.
-    lan.every(60.0, 241.0, 2.0, lambda t: lan.reply(t, spoofed_gw, H21))
-    # Ctrl-C: 5 re-ARP replies 1 s apart naming the real gateway, sent from the attacker's NIC.
-    for t in (241.0, 242.0, 243.0, 244.0, 245.0):
-        lan.reply(t, GW, H21, eth_src=attacker.mac)
+    lan.every(70.0, end, 40.0, lambda t: lan.resolve(t, attacker, GW, unicast=True))
+    lan.every(60.0, stop, 2.0, lambda t: lan.reply(t, spoofed_gw, H21))
+    return attacker
 
 
 def probe_in_use(cap: Capture) -> None:
@@ -680,6 +694,7 @@ SCENARIOS: dict[str, Scenario] = {
     "announcement-answered": announcement_answered,
     "owner-defended": owner_defended,
     "gateway-spoof": gateway_spoof,
+    "spoof-in-progress": spoof_in_progress,
     "probe-in-use": probe_in_use,
     "reassignment": reassignment,
     "vlan-trunk": vlan_trunk,

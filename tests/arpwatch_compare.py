@@ -3,7 +3,7 @@
 Why: arpwatchd claims to report everything arpwatch reports (new station, changed ethernet
 address, flip flop, reused old ethernet address), only named after what happened. This
 helper is the measuring stick for that claim (tests/test_arpwatch_compare.py) and prints the
-comparison table of the README section "Compared with arpwatch":
+comparison table of docs/arpwatch.md ("Compared with arpwatch"):
 
     .venv/bin/python tests/arpwatch_compare.py        # markdown table on standard output
 

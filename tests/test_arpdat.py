@@ -157,8 +157,8 @@ def test_import_command_summary_bad_lines_and_default_interface(
     state = tmp_path / "state.sqlite"
     assert main(["import-arpdat", str(dat), "--state", str(state), "-c", str(config)]) == 0
     out, err = capsys.readouterr()
-    assert out.strip() == (f"{dat}: 3 lines, 2 addresses into {state}: 2 new, 0 updated, "
-                           f"0 unchanged (the store knew as much or newer); 1 bad lines skipped")
+    assert out.strip() == (f"{dat}: 4 lines: 3 read, 1 bad skipped; 2 addresses into {state}: "
+                           f"2 new, 0 updated, 0 unchanged (the store knew as much or newer)")
     assert f"{dat}: line 3: bad MAC address: 'not a line' (skipped)" in err
     store = Store(str(state))
     got = {(b.interface, b.ip): (b.mac, b.previous) for b in store.load_bindings()}

@@ -5,8 +5,8 @@ Why: operators switch from arpwatch only if nothing it told them goes missing. E
 arpwatchd; every "new station", "changed ethernet address", "flip flop" and "reused old
 ethernet address" must be matched by an arpwatchd event for the same IP: new_station or bogon
 for a new station, changed_mac, failover, conflict or reused_mac for the others. The
-differences that are design decisions (README, "Compared with arpwatch") are spelled out below, each
-as narrowly as possible, so a new gap fails the test instead of hiding in a rule.
+differences that are design decisions (docs/arpwatch.md, "Compared with arpwatch") are spelled
+out below, each as narrowly as possible, so a new gap fails the test instead of hiding in a rule.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import yaml
 from arpwatchd.config import MetricsConfig, load_config
 from arpwatchd.metrics import build_registry
 from arpwatchd.stats import SensorStats
-from arpwatchd.tracker import TrackerStats
+from arpwatchd.tracker import ActiveConflict, TrackerStats
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = ROOT / "dashboards"
@@ -32,8 +32,9 @@ PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(
     PROMTOOL is None, reason="promtool not installed (Debian package 'prometheus'; CI has it)")
 
-PANEL_TYPES = {"row", "stat", "table", "timeseries"}
-VARIABLES = {"datasource", "job", "instance", "interface", "vlan"}
+PANEL_TYPES = {"alertlist", "row", "stat", "table", "timeseries"}
+VARIABLES = {"datasource", "job", "site", "sensor", "interface", "vlan"}
+PER_MINUTE_UNITS = {"suffix: events/min", "suffix: packets/min"}
 
 
 def _dashboard() -> dict[str, Any]:
@@ -63,7 +64,8 @@ def _exported_names() -> set[str]:
     stats = SensorStats()
     stats.capture("eth0")
     stats.tracker = TrackerStats(
-        bindings={("eth0", None): 1}, active_conflicts=(("eth0", None, "10.0.0.1"),),
+        bindings={("eth0", None): 1}, active_conflicts=(
+            ActiveConflict("eth0", None, "10.0.0.1", "02:00:00:00:00:02", "02:00:00:00:00:01"),),
         conflicts_active_total=1, holds_active=0, bindings_evicted=0, senders_tracked=0)
     registry = build_registry(stats, load_config(None), started=0.0)
     return {sample.name for metric in registry.collect() for sample in metric.samples}
@@ -90,7 +92,7 @@ def test_dashboard_has_the_fields_grafana_requires() -> None:
                  for dy in range(grid["h"]) for dx in range(grid["w"])}
         assert not cells & occupied, f"panel {panel['title']!r} overlaps another"
         occupied |= cells
-        if panel["type"] == "row":
+        if panel["type"] in ("row", "alertlist"):
             continue
         assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
         refs = [t["refId"] for t in panel["targets"]]
@@ -114,6 +116,10 @@ def test_dashboard_has_the_panels_the_issue_asks_for() -> None:
 
 
 def test_dashboard_variables() -> None:
+    """A fleet: site and sensor come from the target labels deploy/prometheus.yml adds. The
+    VLAN list names untagged frames, whose empty label Prometheus drops (label_values()
+    cannot list it): its value is the regex ^$, so panels use ${vlan:pipe}, which joins a
+    selection with | and escapes nothing (the regex formats would escape ^ and $)."""
     variables = {v["name"]: v for v in _dashboard()["templating"]["list"]}
     assert set(variables) == VARIABLES
     assert variables["datasource"]["type"] == "datasource"
@@ -122,14 +128,55 @@ def test_dashboard_variables() -> None:
         var = variables[name]
         assert var["type"] == "query"
         assert var["datasource"]["uid"] == "${datasource}"
-        assert var["definition"].startswith("label_values(")
-        assert var["definition"].endswith(f", {name})")
         assert var["query"]["query"] == var["definition"]
         assert var["includeAll"] and var["allValue"] == ".*"
+        if name != "vlan":
+            assert var["definition"].startswith("label_values(")
+            assert var["definition"].endswith(f", {name})")
+    with open(DEPLOY / "prometheus.yml", encoding="utf-8") as f:
+        (job,) = yaml.safe_load(f)["scrape_configs"]
+    for static in job["static_configs"]:
+        assert {"sensor", "site"} <= set(static["labels"])
+    vlan = variables["vlan"]
+    assert vlan["definition"].startswith("query_result(")
+    assert '"vlan_value", "^$$", "vlan", ""' in vlan["definition"]
+    assert "(?<text>" in vlan["regex"] and "(?<value>" in vlan["regex"]
     used = set()
-    for _where, expr in dashboard_expressions(_dashboard()):
-        used |= set(re.findall(r"\$(\w+)", expr)) - {"__rate_interval", "__range", "__interval"}
+    for where, expr in dashboard_expressions(_dashboard()):
+        used |= set(re.findall(r"\$\{?(\w+)", expr)) - {"__rate_interval", "__range", "__interval"}
+        assert "instance=~" not in expr, where
+        if "vlan=~" in expr:
+            assert 'vlan=~"${vlan:pipe}"' in expr, where
+        if "$sensor" in expr:
+            assert 'site=~"$site"' in expr, where
     assert used <= VARIABLES
+
+
+def test_per_minute_panels_say_so() -> None:
+    for panel in _dashboard()["panels"]:
+        exprs = [t["expr"] for t in panel.get("targets", [])]
+        unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit")
+        if any(e.rstrip().endswith("* 60") for e in exprs):
+            assert unit in PER_MINUTE_UNITS, panel["title"]
+        else:
+            assert unit not in PER_MINUTE_UNITS, panel["title"]
+
+
+def test_alert_list_panel_and_link_to_the_rules() -> None:
+    d = _dashboard()
+    (alerts,) = [p for p in d["panels"] if p["type"] == "alertlist"]
+    assert alerts["options"]["alertName"] == "Arpwatchd"
+    assert all(r["alert"].startswith(alerts["options"]["alertName"]) for r in _rules())
+    assert alerts["options"]["stateFilter"]["firing"]
+    assert [link["url"] for link in d["links"]] == ["/alerting/list?search=Arpwatchd"]
+
+
+def test_conflict_table_shows_both_macs() -> None:
+    table = next(p for p in _dashboard()["panels"] if p["type"] == "table")
+    (organize,) = table["transformations"]
+    shown = organize["options"]["indexByName"]
+    assert {"ip", "mac", "previous_mac", "vlan", "interface", "sensor", "site"} <= set(shown)
+    assert organize["options"]["excludeByName"]["instance"]
 
 
 def test_every_metric_named_in_dashboard_and_rules_is_exported() -> None:
@@ -237,7 +284,6 @@ def test_systemd_unit_is_confined() -> None:
     assert service["StateDirectory"] == "arpwatchd"
     assert service["ProtectSystem"] == "strict"
     assert service["NoNewPrivileges"] == "yes"
-    assert "--state /var/lib/arpwatchd/state.sqlite" in service["ExecStart"]
     assert unit["Install"]["WantedBy"] == "multi-user.target"
 
 

@@ -119,6 +119,15 @@ def test_budget_then_defense_failed_and_defenses_slow_to_defend_interval() -> No
     assert sent == [0.0, 1.0, 2.0, 12.0, 22.0, 32.0]
 
 
+def test_default_budget_outlasts_a_spoofer_of_several_minutes() -> None:
+    """arpspoof's one unsolicited reply a second for 3 minutes: every claim is answered at
+    once and the last word follows the last one; no slow-down to DEFEND_INTERVAL (the budget
+    is for fights between defenders, not for giving up on an attacker after half a minute)."""
+    d = defender()
+    sent = attack(d, [1.0 * n for n in range(180)], until=200, frame=SPOOF)
+    assert sent == [(float(n), "defended") for n in range(180)] + [(180.0, "last_word")]
+
+
 def event_second(event: Event) -> float:
     return round(event.ts - T0, 3)
 
@@ -254,13 +263,13 @@ def test_config_rejects_defense_timing_a_mode_cannot_keep(extra: str, error: str
 def test_config_modes_and_their_defaults() -> None:
     default = parse_config(DEFEND_IP).defense
     assert (default.mode, default.spacing, default.locktime, default.budget) == (
-        DefenseMode.LAST_WORD, 1.0, 1.0, 30)
+        DefenseMode.LAST_WORD, 1.0, 1.0, 300)
     strict = parse_config(DEFEND_IP + "  mode: rfc5227\n").defense
     assert (strict.mode, strict.spacing, strict.budget) == (DefenseMode.RFC5227, 10.0, 3)
     slower = parse_config(DEFEND_IP + "  interval: 2s\n  locktime: 1.5s\n  max: 5\n").defense
     assert (slower.spacing, slower.locktime, slower.budget) == (2.0, 1.5, 5)
     summary = parse_config(DEFEND_IP).summary()["defend"]
-    assert (summary["mode"], summary["interval"], summary["max"]) == ("last-word", 1.0, 30)
+    assert (summary["mode"], summary["interval"], summary["max"]) == ("last-word", 1.0, 300)
 
 
 def test_global_cap_delays_last_words_too() -> None:

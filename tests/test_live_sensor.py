@@ -214,7 +214,7 @@ def test_live_events_equal_replay_of_the_same_traffic(lab: Lab) -> None:
     assert replayed == live  # every field, vendor, since, duration and count included
 
 
-def test_sigterm_stops_within_a_second_and_state_reloads(lab: Lab, tmp_path: Path) -> None:
+def test_sigterm_stops_the_sensor_by_itself_and_state_reloads(lab: Lab, tmp_path: Path) -> None:
     """SIGTERM: exit 0 within ~1.5 s, state saved; a second run on the same state file, over
     the same traffic, reports no new_station for the known hosts (only for a new one)."""
     *_, c = cluster_hosts(lab)

@@ -7,6 +7,8 @@ must stay on the one capped gauge, and a scrape runs on another thread than the 
 
 from __future__ import annotations
 
+import json
+import platform
 import socket
 import threading
 import urllib.request
@@ -34,7 +36,7 @@ from arpwatchd.output import EventWriter
 from arpwatchd.sensor import Sensor
 from arpwatchd.sinks import open_sinks
 from arpwatchd.stats import SensorStats
-from arpwatchd.tracker import TrackerStats
+from arpwatchd.tracker import ActiveConflict, TrackerStats
 
 A, B, C, D = (f"02:00:00:00:00:0{n}" for n in "abcd")
 
@@ -48,7 +50,9 @@ def _registry(stats: SensorStats, cap: int = 200, started: float = 1000.0) -> Co
 def _tracker(conflicts: int = 1) -> TrackerStats:
     return TrackerStats(
         bindings={("eth0", None): 7, ("eth0", 20): 3},
-        active_conflicts=tuple(("eth0", 20, f"10.0.20.{n}") for n in range(1, conflicts + 1)),
+        active_conflicts=tuple(ActiveConflict("eth0", 20, f"10.0.20.{n}", "02:00:00:00:00:0b",
+                                              "02:00:00:00:00:0a")
+                               for n in range(1, conflicts + 1)),
         conflicts_active_total=conflicts,
         holds_active=2,
         bindings_evicted=4,
@@ -92,7 +96,8 @@ def test_collector_reads_every_counter() -> None:
     assert get("arpwatchd_bindings", {"interface": "eth0", "vlan": ""}) == 7
     assert get("arpwatchd_bindings", {"interface": "eth0", "vlan": "20"}) == 3
     assert get("arpwatchd_conflict_active",
-               {"interface": "eth0", "vlan": "20", "ip": "10.0.20.1"}) == 1
+               {"interface": "eth0", "vlan": "20", "ip": "10.0.20.1",
+                "mac": "02:00:00:00:00:0b", "previous_mac": "02:00:00:00:00:0a"}) == 1
     assert get("arpwatchd_active_conflicts") == 1
     assert get("arpwatchd_holds_active") == 2
     assert get("arpwatchd_bindings_evicted_total") == 4
@@ -121,8 +126,20 @@ def test_build_info_carries_the_version() -> None:
     assert len(samples) == 1
     assert samples[0].name == "arpwatchd_build_info"
     assert samples[0].labels["version"] == __version__
+    assert samples[0].labels["mode"] == "live"
     assert samples[0].labels["fastpath"] == FASTPATH  # the C kernel or the Python rules
     assert samples[0].value == 1
+
+
+def test_build_info_tells_a_replay_from_a_live_sensor() -> None:
+    """The no-ARP alert skips replays (mode="replay"): their last ARP is in the past."""
+    registry = build_registry(SensorStats(), Config(), started=0.0, mode="replay")
+    assert registry.get_sample_value(
+        "arpwatchd_build_info",
+        {"version": __version__, "python_version": platform.python_version(),
+         "mode": "replay", "fastpath": FASTPATH}) == 1
+    with pytest.raises(ValueError, match="mode"):
+        ArpwatchCollector(SensorStats(), mode="offline")
 
 
 def test_known_series_are_exported_at_zero() -> None:
@@ -173,9 +190,9 @@ def test_no_address_labels_except_on_the_conflict_gauge() -> None:
     for metric in _registry(stats).collect():
         for sample in metric.samples:
             allowed = {"interface", "vlan", "kind", "reason", "event", "severity", "cause",
-                       "version", "python_version", "fastpath"}
+                       "version", "python_version", "mode", "fastpath"}
             if metric.name == "arpwatchd_conflict_active":
-                allowed = {"interface", "vlan", "ip"}
+                allowed = {"interface", "vlan", "ip", "mac", "previous_mac"}
             assert set(sample.labels) <= allowed, (metric.name, sample.labels)
             assert sample.timestamp is None
 
@@ -219,7 +236,11 @@ def test_replay_without_finish_keeps_the_conflict_active(tmp_path: Path) -> None
     registry = build_registry(sensor.stats, sensor.config, started=t0)
     get = registry.get_sample_value
     assert replay(sensor, [str(path)], "lab0", finish=False) == []
-    conflict = {"interface": "lab0", "vlan": "20", "ip": "10.0.20.5"}
+    (event,) = [e for e in map(json.loads, (tmp_path / "events.jsonl").read_text().splitlines())
+                if e["event"] == "conflict"]
+    conflict = {"interface": "lab0", "vlan": "20", "ip": "10.0.20.5", "mac": event["mac"],
+                "previous_mac": event["previous_mac"]}  # the event's two MACs
+    assert {event["mac"], event["previous_mac"]} == {C, D}
     assert get("arpwatchd_conflict_active", conflict) == 1
     assert get("arpwatchd_failovers_total", {"interface": "lab0", "vlan": ""}) == 1
     assert get("arpwatchd_events_total", {"event": "conflict", "severity": "critical"}) == 1

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -30,8 +31,10 @@ from arpbuild import read_arp_frames, replay_quietly
 
 from arpwatchd.addresses import ip_text, mac_text
 from arpwatchd.config import Config, load_config
+from arpwatchd.daemon import replay
 from arpwatchd.decode import ArpFrame, Decoder
 from arpwatchd.events import Event, format_ts
+from arpwatchd.output import EventWriter
 from arpwatchd.sensor import Sensor
 from arpwatchd.tracker import Tracker
 
@@ -161,6 +164,17 @@ EXPECTED: dict[str, list[E]] = {
           "09:04:01.000000"),
         E("conflict_resolved", "192.168.10.1", GW, ATTACKER, "unsolicited_takeover",
           "09:04:30.000000"),
+    ],
+    # The same attack with no end in the file: the conflict is open at the last frame
+    # (+181). A plain replay ends it as silence would: the attacker's last spoofed reply is
+    # at 180.0, the gateway's poll at 180.25 is the later claim -> resolved at 210.0, the
+    # gateway kept the address. Under replay --serve it stays open (test below).
+    "spoof-in-progress": [
+        *OFFICE,
+        new("192.168.10.66", ATTACKER, "09:00:30.000000"),
+        E("conflict", "192.168.10.1", ATTACKER, GW, "unsolicited_takeover", "09:01:00.000000"),
+        E("conflict_resolved", "192.168.10.1", GW, ATTACKER, "unsolicited_takeover",
+          "09:03:30.000000"),
     ],
     # 100 s: the printer was heard 5 s earlier, so the probe itself asks for a live address.
     # 200 s: the printer has been silent 60 s; its reply (200.0004) shows it is alive.
@@ -296,6 +310,7 @@ XFAIL: dict[str, str] = {}
 # points one way"), or None when it does not.
 SUSPECTS: dict[str, str | None] = {
     "gateway-spoof": ATTACKER,  # sends unsolicited replies
+    "spoof-in-progress": ATTACKER,
     "protected-address": PRINTER5,  # the config names the rightful owner
     "vrrp-vip-claimed": LAB_CONTROLLER,  # a plain MAC on a virtual router's address
     "duplicate-ip": None,
@@ -391,6 +406,17 @@ def test_spoofing_keeps_one_active_conflict_for_the_whole_attack() -> None:
         tracker.observe(frame, ts)
         active = tracker.snapshot().conflicts_active_total
         assert active == (1 if start <= ts < end else 0), format_ts(ts)
+
+
+def test_a_capture_ending_mid_attack_leaves_the_conflict_open_under_serve() -> None:
+    """`replay --serve` (finish=False) shows the network as the file leaves it: the alert
+    demo relies on this capture ending with one conflict open, on the gateway's address."""
+    sensor = Sensor(Config(), EventWriter(os.devnull))
+    assert replay(sensor, [str(PCAPS / "spoof-in-progress.pcap")], finish=False) == []
+    snapshot = sensor.tracker.snapshot()
+    assert snapshot.conflicts_active_total == 1
+    assert [c[:3] for c in snapshot.active_conflicts] == [("replay", None, "192.168.10.1")]
+    sensor.writer.close()
 
 
 def test_qinq_frames_decode_without_the_filter() -> None:

@@ -151,16 +151,17 @@ def _yaml_blocks(markdown: str) -> list[str]:
 
 
 def test_readme_configuration_example_parses() -> None:
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Configuration"):]
+    reference = (ROOT / "docs" / "configuration.md").read_text()
+    section = reference[reference.index("## Configuration"):]
     [block] = _yaml_blocks(section)[:1]
-    config = parse_config(block, source="README.md")
+    config = parse_config(block, source="docs/configuration.md")
     assert [r.comment for r in config.suppress] == ["DHCP pool", "core router", "MS NLB"]
     assert config.suppress[2].macs == ("02:bf",)
 
 
 def test_every_yaml_example_in_the_readme_parses(tmp_path: Path) -> None:
-    blocks = _yaml_blocks((ROOT / "README.md").read_text())
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    blocks = [block for page in pages for block in _yaml_blocks(page.read_text())]
     assert len(blocks) >= 3
     for i, block in enumerate(blocks):
         path = tmp_path / f"example{i}.yml"
