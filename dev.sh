@@ -12,7 +12,9 @@ VENV=${ARPWATCHD_VENV:-.venv}
 # Debian's interpreter is built with PGO and LTO: the sensor's per-frame loop runs about twice
 # as fast on it as on a plain source build (pyenv's default) of the same Python version.
 BASE_PYTHON=${ARPWATCHD_PYTHON:-/usr/bin/python3}
-RUN_PACKAGES=(python3 python3-venv ieee-data libcap2-bin)
+# gcc and python3-dev build the fast path's C kernel at install; without them the package
+# installs pure and runs the same rules in Python, slower (`arpwatchd --version` says which)
+RUN_PACKAGES=(python3 python3-venv ieee-data libcap2-bin gcc python3-dev)
 TEST_PACKAGES=(iproute2 iputils-arping iputils-ping tcpdump prometheus arpwatch tcpreplay procps
     # the real tools of the live tests: failover daemons, spoofers and scanners
     keepalived ucarp dsniff ettercap-text-only bettercap arp-scan nmap)
@@ -74,7 +76,8 @@ python_env() {
         "$base" -m venv "$VENV"
     fi
     local stamp="$VENV/.installed$extra"
-    if [ ! -e "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    # the C kernel is compiled at install: a changed source needs a new install
+    if [ ! -e "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ arpwatchd/_kernel.c -nt "$stamp" ]; then
         "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
         "$VENV/bin/python" -m pip install -q -e ".$extra"
         touch "$stamp"

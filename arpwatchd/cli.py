@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from arpwatchd import __version__, tools
+from arpwatchd import __version__, kernel, tools
 from arpwatchd.addresses import parse_mac
 from arpwatchd.capture import (
     CaptureError,
@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ok, 1 capture/store/output failure or damaged file, 2 bad usage "
                "or config, 69 an interface to capture on is missing or down at start.",
     )
-    parser.add_argument("--version", action="version", version=f"arpwatchd {__version__}")
+    parser.add_argument("--version", action="version",
+                        version=f"arpwatchd {__version__} (fast path: {kernel.FASTPATH})")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="capture live on one or more interfaces",
@@ -180,9 +181,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _tune_gc()
         if args.command == "run":
             _setup_logging(args.verbose, args.quiet, logging.INFO)
+            _note_fastpath()
             return _run(args)
         stats = SensorStats()
         _setup_logging(args.verbose, args.quiet, logging.ERROR, replayed=stats)
+        _note_fastpath()
         return _replay(args, stats)
     except ConfigError as exc:
         print(f"arpwatchd: {exc}", file=sys.stderr)
@@ -207,6 +210,12 @@ def _check_config(path: str) -> int:
     for line in warnings(config):
         print(f"arpwatchd: warning: {line}", file=sys.stderr)
     return EXIT_OK
+
+
+def _note_fastpath() -> None:
+    if kernel.FALLBACK is not None:
+        log.info("fast path in Python (%s): the same events, more CPU per frame",
+                 kernel.FALLBACK)
 
 
 def _tune_gc() -> None:

@@ -42,6 +42,7 @@ from arpwatchd import __version__
 from arpwatchd.config import Config
 from arpwatchd.decode import ArpKind, SkipReason
 from arpwatchd.events import EventKind
+from arpwatchd.kernel import FASTPATH
 from arpwatchd.output import OutputError
 from arpwatchd.stats import CaptureState, SensorStats
 from arpwatchd.tracker import TrackerStats
@@ -200,10 +201,11 @@ class ArpwatchCollector(Collector):
 
     def _info(self) -> Iterator[Metric]:
         info = GaugeMetricFamily(
-            PREFIX + "build_info", "arpwatchd version, Python runtime and mode (live: capturing "
-            "interfaces, replay: reading capture files); always 1.",
-            labels=["version", "python_version", "mode"])
-        info.add_metric([__version__, platform.python_version(), self.mode], 1)
+            PREFIX + "build_info", "arpwatchd version, Python runtime, mode (live: capturing "
+            "interfaces, replay: reading capture files) and fast path (c: the compiled kernel, "
+            "python: the same rules without it); always 1.",
+            labels=["version", "python_version", "mode", "fastpath"])
+        info.add_metric([__version__, platform.python_version(), self.mode, FASTPATH], 1)
         yield info
         yield GaugeMetricFamily(
             PREFIX + "start_time_seconds", "When this sensor process started (Unix time).",

@@ -148,12 +148,37 @@ def arpwatchd_under_test(override: str | None, snapshot: str | None) -> Iterator
         # is set on some machines) pays ~50 ms compiling the package's sources
         subprocess.run([python, "-m", "compileall", "-q", str(Path(tmp) / "arpwatchd")],
                        check=True)
+        build_kernel(python, Path(tmp) / "arpwatchd")
         site = subprocess.run([python, "-c", "import sysconfig; "
                                "print(sysconfig.get_paths()['purelib'])"],
                               capture_output=True, text=True, check=True).stdout.strip()
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([tmp, site])}
         yield UnderTest([python, "-S", "-P", "-m", "arpwatchd"], env, Path(tmp) / "arpwatchd",
                         f"snapshot of git {rev}")
+
+
+def build_kernel(python: str, package: Path) -> None:
+    """Compiles a snapshot's C kernel (`_kernel.c`, issue 12) in place with the interpreter's
+    own compiler and flags, as the package's build does; without a compiler the snapshot runs
+    its pure-Python fast path, as an install would (said on stderr)."""
+    source = package / "_kernel.c"
+    if not source.exists():
+        return
+    script = (
+        "import shlex, subprocess, sys, sysconfig\n"
+        "v = sysconfig.get_config_var\n"
+        "src, out = sys.argv[1], sys.argv[2] + v('EXT_SUFFIX')\n"
+        "obj = out + '.o'\n"
+        "cc = [*shlex.split(v('CC')), *shlex.split(v('CFLAGS')), *shlex.split(v('CCSHARED')),\n"
+        "      '-I' + sysconfig.get_paths()['include'], '-ffp-contract=off']\n"
+        "subprocess.run([*cc, '-c', src, '-o', obj], check=True)\n"
+        "subprocess.run([*shlex.split(v('LDSHARED')), obj, '-o', out], check=True)\n"
+    )
+    done = subprocess.run([python, "-c", script, str(source), str(package / "_kernel")],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        print(f"bench.py: the snapshot's C kernel did not build; its fast path runs in "
+              f"Python:\n{done.stderr.strip()}", file=sys.stderr)
 
 
 def capture_filter(under: UnderTest) -> str:

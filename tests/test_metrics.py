@@ -24,6 +24,7 @@ from arpwatchd.daemon import replay
 from arpwatchd.decode import ArpKind, SkipReason
 from arpwatchd.events import EventKind
 from arpwatchd.frames import announcement, write_pcap
+from arpwatchd.kernel import FASTPATH
 from arpwatchd.metrics import (
     ArpwatchCollector,
     MetricsError,
@@ -126,6 +127,7 @@ def test_build_info_carries_the_version() -> None:
     assert samples[0].name == "arpwatchd_build_info"
     assert samples[0].labels["version"] == __version__
     assert samples[0].labels["mode"] == "live"
+    assert samples[0].labels["fastpath"] == FASTPATH  # the C kernel or the Python rules
     assert samples[0].value == 1
 
 
@@ -135,7 +137,7 @@ def test_build_info_tells_a_replay_from_a_live_sensor() -> None:
     assert registry.get_sample_value(
         "arpwatchd_build_info",
         {"version": __version__, "python_version": platform.python_version(),
-         "mode": "replay"}) == 1
+         "mode": "replay", "fastpath": FASTPATH}) == 1
     with pytest.raises(ValueError, match="mode"):
         ArpwatchCollector(SensorStats(), mode="offline")
 
@@ -188,7 +190,7 @@ def test_no_address_labels_except_on_the_conflict_gauge() -> None:
     for metric in _registry(stats).collect():
         for sample in metric.samples:
             allowed = {"interface", "vlan", "kind", "reason", "event", "severity", "cause",
-                       "version", "python_version", "mode"}
+                       "version", "python_version", "mode", "fastpath"}
             if metric.name == "arpwatchd_conflict_active":
                 allowed = {"interface", "vlan", "ip", "mac", "previous_mac"}
             assert set(sample.labels) <= allowed, (metric.name, sample.labels)

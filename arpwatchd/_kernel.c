@@ -1,0 +1,364 @@
+/* The fast path's repeat loop in C (issue 12): most frames on a LAN repeat a remembered
+ * steady frame byte for byte, and the interpreter's per-frame cost for proving so dominates a
+ * replay (DESIGN.md section 8). `repeats` walks a batch from a given frame and does, for each
+ * whole-frame memo hit, exactly what `FastPath.run` does for one; it stops, changing nothing
+ * for that frame, at the first frame it cannot prove, which `FastPath.run` then handles in
+ * Python (claims, the slow path, flushes) before calling it again for the rest.
+ *
+ * The rules are `FastPath.run`'s, statement for statement, read and written through the same
+ * Python objects (memo, pending records, sender stats, request and answer tables), so either
+ * side can stop anywhere. A frame that would roll a window and then go the slow way is left
+ * untouched: Python rolls it the same way before sending it down.
+ *
+ * Fields of the slotted objects (Steady, SenderStats, Pending) are read and written at their
+ * slots' offsets, found once from the classes' member descriptors, as the interpreter's own
+ * specialised attribute access does: a generic attribute look-up per field cost more than
+ * the interpreter's (measured: the first version was 8 % slower than pure Python). */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <string.h>
+
+/* Slot offsets of the fields used here, per class, resolved by `layout`. */
+enum { K_KEY, K_DOM, K_STATS, K_IS_REQUEST, K_TARGET, K_ASKED, K_ASKED_ANY, K_SHA, K_THA,
+       STEADY_FIELDS };
+enum { F_FLOOD_START, F_FLOOD_COUNT, F_PENDING, F_FLOODING, F_SCAN_TARGETS, F_SCAN_START,
+       F_SCANNING, STATS_FIELDS };
+enum { P_LAST, PENDING_FIELDS };
+static const char *steady_names[] = {"key", "dom", "stats", "is_request", "target", "asked",
+                                     "asked_any", "sha", "tha"};
+static const char *stats_names[] = {"flood_start", "flood_count", "pending", "flooding",
+                                    "scan_targets", "scan_start", "scanning"};
+static const char *pending_names[] = {"last"};
+
+typedef struct {
+    PyTypeObject *type;  /* borrowed: the context tuple holds the class while in use */
+    Py_ssize_t offset[STEADY_FIELDS];
+} Layout;
+
+static Layout steady_layout, stats_layout, pending_layout;
+
+/* Fills `layout` for `type` from its member descriptors (slots holding objects). */
+static int layout(Layout *l, PyObject *type, const char **names, int count) {
+    if (l->type == (PyTypeObject *)type) return 0;
+    if (!PyType_Check(type)) {
+        PyErr_SetString(PyExc_TypeError, "expected a class");
+        return -1;
+    }
+    for (int k = 0; k < count; k++) {
+        PyObject *d = PyObject_GetAttrString(type, names[k]);
+        if (d == NULL) return -1;
+        int ok = Py_IS_TYPE(d, &PyMemberDescr_Type)
+                 && ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX;
+        if (ok) l->offset[k] = ((PyMemberDescrObject *)d)->d_member->offset;
+        Py_DECREF(d);
+        if (!ok) {
+            PyErr_Format(PyExc_TypeError, "%s is not a slot", names[k]);
+            return -1;
+        }
+    }
+    l->type = (PyTypeObject *)type;
+    return 0;
+}
+
+/* A field's value (borrowed), or NULL with AttributeError when the slot is empty. */
+static PyObject *get(PyObject *obj, const Layout *l, int k) {
+    PyObject *v = *(PyObject **)((char *)obj + l->offset[k]);
+    if (v == NULL) PyErr_SetString(PyExc_AttributeError, "empty slot");
+    return v;
+}
+
+static void set(PyObject *obj, const Layout *l, int k, PyObject *value) {
+    PyObject **slot = (PyObject **)((char *)obj + l->offset[k]);
+    Py_INCREF(value);
+    Py_XSETREF(*slot, value);
+}
+
+static int as_double(PyObject *v, double *out) {
+    if (v == NULL) return -1;
+    *out = PyFloat_CheckExact(v) ? PyFloat_AS_DOUBLE(v) : PyFloat_AsDouble(v);
+    return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
+}
+
+static int as_long(PyObject *v, long long *out) {
+    if (v == NULL) return -1;
+    *out = PyLong_AsLongLong(v);
+    return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+static int as_bool(PyObject *v) {
+    return v == NULL ? -1 : v == Py_True ? 1 : v == Py_False ? 0 : PyObject_IsTrue(v);
+}
+
+static int set_long(PyObject *obj, const Layout *l, int k, long long value) {
+    PyObject *v = PyLong_FromLongLong(value);
+    if (v == NULL) return -1;
+    set(obj, l, k, v);
+    Py_DECREF(v);
+    return 0;
+}
+
+/* ctx: what `FastPath.run` binds once per batch, in this order. */
+enum { C_MEMO, C_PENDING, C_RECORD, C_LAST_SEEN, C_ASKED, C_NOTE_ASKED, C_ANSWERS,
+       C_NOTE_ANSWER, C_FLOOD_WINDOW, C_FLOOD_FRAMES, C_SCAN_WINDOW, C_SCAN_TARGETS,
+       C_SOLICIT, C_INACTIVE, C_STEADY, C_STATS, C_SIZE };
+
+typedef struct {
+    PyObject *memo, *pending, *record, *last_seen, *asked, *note_asked, *answers, *note_answer;
+    double flood_window, scan_window, solicit, inactive;
+    long long flood_frames, scan_targets;
+} Context;
+
+/* `Recent.note` for a key on record moves it to the end (del, then insert); a new key goes
+ * through `note` (Python), which trims a full table. */
+static int refresh(PyObject *table, PyObject *note, PyObject *key, PyObject *value,
+                   PyObject *const *argv, size_t nargs) {
+    PyObject *old = PyDict_GetItemWithError(table, key);
+    if (old == NULL) {
+        if (PyErr_Occurred()) return -1;
+        PyObject *r = PyObject_Vectorcall(note, argv, nargs, NULL);
+        if (r == NULL) return -1;
+        Py_DECREF(r);
+        return 0;
+    }
+    if (PyDict_DelItem(table, key) < 0) return -1;
+    return PyDict_SetItem(table, key, value);
+}
+
+/* A repeated request: 1 done, 0 not provable (nothing changed), -1 error. */
+static int request(const Context *c, PyObject *s, double ts, PyObject *ts_obj) {
+    const Layout *L = &stats_layout;
+    PyObject *st = get(s, &steady_layout, K_STATS);
+    if (st == NULL) return -1;
+    if (!Py_IS_TYPE(st, L->type)) return 0;
+    double flood_start, scan_start;
+    long long flood_count, pend;
+    int flooding, scanning;
+    PyObject *targets = get(st, L, F_SCAN_TARGETS), *target = get(s, &steady_layout, K_TARGET);
+    if (as_double(get(st, L, F_FLOOD_START), &flood_start) < 0
+        || as_long(get(st, L, F_FLOOD_COUNT), &flood_count) < 0
+        || as_long(get(st, L, F_PENDING), &pend) < 0
+        || (flooding = as_bool(get(st, L, F_FLOODING))) < 0
+        || (scanning = as_bool(get(st, L, F_SCANNING))) < 0
+        || as_double(get(st, L, F_SCAN_START), &scan_start) < 0 || targets == NULL
+        || target == NULL)
+        return -1;
+    if (targets != Py_None && !PySet_CheckExact(targets)) return 0;
+    /* the windows of Senders.count_frame / count_target, rolled the same way, in locals */
+    int flood_roll = ts - flood_start >= c->flood_window;
+    if (flood_roll) {
+        if (flood_count + pend <= c->flood_frames) flooding = 0;
+        flood_count = pend = 0;
+    }
+    int scan_roll = targets == Py_None || ts - scan_start >= c->scan_window;
+    Py_ssize_t size = 0;
+    int contains = 0;
+    if (scan_roll) {
+        if (targets != Py_None && PySet_GET_SIZE(targets) <= c->scan_targets) scanning = 0;
+    } else {
+        size = PySet_GET_SIZE(targets);
+        if ((contains = PySet_Contains(targets, target)) < 0) return -1;
+    }
+    /* a MAC already reported in this window cannot alarm again in it (a busy gateway), so
+     * only the frame that would raise an alarm goes the slow way */
+    if (!((flooding || flood_count + pend < c->flood_frames)
+          && (contains || size != c->scan_targets || scanning)))
+        return 0;
+    /* from here on Python code may run (note_asked): hold what is used after it */
+    PyObject *held[] = {st, target, get(s, &steady_layout, K_ASKED),
+                        get(s, &steady_layout, K_ASKED_ANY)};
+    if (held[2] == NULL || held[3] == NULL) return -1;
+    for (int k = 0; k < 4; k++) Py_INCREF(held[k]);
+    int result = -1;
+    if (flood_roll) {
+        set(st, L, F_FLOODING, flooding ? Py_True : Py_False);
+        set(st, L, F_FLOOD_START, ts_obj);
+        if (set_long(st, L, F_FLOOD_COUNT, 0) < 0) goto done;
+    }
+    if (scan_roll) {
+        PyObject *fresh = PySet_New(NULL);
+        if (fresh == NULL) goto done;
+        set(st, L, F_SCANNING, scanning ? Py_True : Py_False);
+        set(st, L, F_SCAN_START, ts_obj);
+        set(st, L, F_SCAN_TARGETS, fresh);
+        Py_DECREF(fresh);
+        targets = fresh;  /* borrowed from st, held above */
+    }
+    if (size <= c->scan_targets && PySet_Add(targets, target) < 0) goto done;
+    /* as `Recent.note`: a refreshed request moves to the end of the table, so a full table
+     * evicts the least recently asked (a key evicted meanwhile comes back under the cap) */
+    for (int k = 2; k < 4; k++) {
+        PyObject *argv[] = {held[k], ts_obj};
+        if (refresh(c->asked, c->note_asked, held[k], ts_obj, argv, 2) < 0) goto done;
+    }
+    if (set_long(st, L, F_PENDING, pend + 1) < 0) goto done;
+    result = 1;
+done:
+    for (int k = 0; k < 4; k++) Py_DECREF(held[k]);
+    return result;
+}
+
+/* A repeated reply, answering a request on record within solicit_window: 1, 0 or -1. */
+static int reply(const Context *c, PyObject *s, PyObject *key, double ts, PyObject *ts_obj) {
+    PyObject *asked = get(s, &steady_layout, K_ASKED), *sha = get(s, &steady_layout, K_SHA),
+             *tha = get(s, &steady_layout, K_THA);
+    if (asked == NULL || sha == NULL || tha == NULL) return -1;
+    PyObject *at = PyDict_GetItemWithError(c->asked, asked);
+    if (at == NULL) return PyErr_Occurred() ? -1 : 0;
+    double asked_at;
+    if (as_double(at, &asked_at) < 0) return -1;
+    if (!(ts - asked_at <= c->solicit)) return 0;
+    /* remembered at once, as the slow path does: once the table is full, its order decides
+     * which answers a racing answer still finds */
+    PyObject *value = PyTuple_Pack(3, sha, tha, ts_obj);
+    if (value == NULL) return -1;
+    PyObject *argv[] = {key, sha, tha, ts_obj};
+    int r = refresh(c->answers, c->note_answer, key, value, argv, 4);
+    Py_DECREF(value);
+    return r < 0 ? -1 : 1;
+}
+
+/* One frame found in the memo as `s` (held by the caller): 1 a request done, 2 a reply
+ * done, 0 not provable (nothing changed), -1 error. */
+static int repeat(const Context *c, PyObject *s, double ts, PyObject *ts_obj) {
+    PyObject *key = get(s, &steady_layout, K_KEY);
+    int is_request = as_bool(get(s, &steady_layout, K_IS_REQUEST));
+    if (key == NULL || is_request < 0) return -1;
+    Py_INCREF(key);
+    int result = -1;
+    PyObject *waiting = PyDict_GetItemWithError(c->pending, key);
+    if (waiting == NULL) {
+        if (PyErr_Occurred()) goto done;
+        /* a repeat after inactive_after of silence reports new activity: the slow path's */
+        PyObject *seen = PyObject_CallOneArg(c->last_seen, key);
+        double last;
+        int r = as_double(seen, &last);
+        Py_XDECREF(seen);
+        if (r < 0) goto done;
+        if (!(ts - last < c->inactive)) {
+            result = 0;
+            goto done;
+        }
+    } else if (!Py_IS_TYPE(waiting, pending_layout.type)) {
+        result = 0;
+        goto done;
+    }
+    Py_XINCREF(waiting);  /* the calls below run Python code that may change `pending` */
+    result = is_request ? request(c, s, ts, ts_obj) : reply(c, s, key, ts, ts_obj);
+    if (result == 1) {
+        result = -1;
+        if (waiting == NULL) {
+            PyObject *dom = get(s, &steady_layout, K_DOM), *record = NULL;
+            if (dom != NULL)
+                record = PyObject_CallFunctionObjArgs(c->record, key, dom, ts_obj, NULL);
+            if (record != NULL) {
+                if (PyDict_SetItem(c->pending, key, record) == 0) result = is_request ? 1 : 2;
+                Py_DECREF(record);
+            }
+        } else {
+            double last;
+            if (as_double(get(waiting, &pending_layout, P_LAST), &last) == 0) {
+                /* merged captures can step back: never lower last_seen */
+                if (ts > last) set(waiting, &pending_layout, P_LAST, ts_obj);
+                result = is_request ? 1 : 2;
+            }
+        }
+    }
+    Py_XDECREF(waiting);
+done:
+    Py_DECREF(key);
+    return result;
+}
+
+static int context(PyObject *const *item, Context *c) {
+    c->memo = item[C_MEMO];
+    c->pending = item[C_PENDING];
+    c->record = item[C_RECORD];
+    c->last_seen = item[C_LAST_SEEN];
+    c->asked = item[C_ASKED];
+    c->note_asked = item[C_NOTE_ASKED];
+    c->answers = item[C_ANSWERS];
+    c->note_answer = item[C_NOTE_ANSWER];
+    if (!PyDict_Check(c->memo) || !PyDict_Check(c->pending) || !PyDict_Check(c->asked)
+        || !PyDict_Check(c->answers)) {
+        PyErr_SetString(PyExc_TypeError, "memo, pending, asked and answers must be dicts");
+        return -1;
+    }
+    if (layout(&steady_layout, item[C_STEADY], steady_names, STEADY_FIELDS) < 0
+        || layout(&stats_layout, item[C_STATS], stats_names, STATS_FIELDS) < 0
+        || layout(&pending_layout, item[C_RECORD], pending_names, PENDING_FIELDS) < 0)
+        return -1;
+    c->flood_window = PyFloat_AsDouble(item[C_FLOOD_WINDOW]);
+    c->scan_window = PyFloat_AsDouble(item[C_SCAN_WINDOW]);
+    c->solicit = PyFloat_AsDouble(item[C_SOLICIT]);
+    c->inactive = PyFloat_AsDouble(item[C_INACTIVE]);
+    c->flood_frames = PyLong_AsLongLong(item[C_FLOOD_FRAMES]);
+    c->scan_targets = PyLong_AsLongLong(item[C_SCAN_TARGETS]);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+PyDoc_STRVAR(repeats_doc,
+"repeats(context, data, meta, start, horizon) -> (stop, requests, replies)\n\n"
+"Handles frames start, start+1, ... of a batch while each is a provable repeat; stop is\n"
+"the index of the first frame it leaves untouched (len of the batch when none).");
+
+static PyObject *repeats(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5 || !PyTuple_CheckExact(args[0]) || PyTuple_GET_SIZE(args[0]) != C_SIZE
+        || !PyBytes_CheckExact(args[1]) || !PyBytes_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "repeats(context: tuple, data: bytes, meta: bytes, start, horizon)");
+        return NULL;
+    }
+    Context c;
+    if (context(&PyTuple_GET_ITEM(args[0], 0), &c) < 0) return NULL;
+    Py_ssize_t start = PyLong_AsSsize_t(args[3]);
+    double horizon = PyFloat_AsDouble(args[4]);
+    if (PyErr_Occurred()) return NULL;
+    /* the batch stays alive (and immutable) in the caller's frame while this runs */
+    const char *data = PyBytes_AS_STRING(args[1]), *meta = PyBytes_AS_STRING(args[2]);
+    size_t size = (size_t)PyBytes_GET_SIZE(args[1]);
+    Py_ssize_t n = PyBytes_GET_SIZE(args[2]) / 16, i = start < 0 ? 0 : start;
+    long requests = 0, replies = 0;
+    for (; i < n; i++) {
+        uint32_t rec[4];  /* sec, usec, offset, length: native order, as pcapy-ng writes */
+        memcpy(rec, meta + 16 * i, sizeof rec);
+        if (rec[2] > size || rec[3] > size - rec[2]) break;  /* Python slices short: its job */
+        double ts = (double)rec[0] + (double)rec[1] * 1e-6;  /* as `sec + usec * 1e-6` */
+        if (!(ts < horizon)) break;
+        PyObject *frame = PyBytes_FromStringAndSize(data + rec[2], rec[3]);
+        if (frame == NULL) return NULL;
+        PyObject *s = PyDict_GetItemWithError(c.memo, frame);
+        Py_DECREF(frame);
+        if (s == NULL) {
+            if (PyErr_Occurred()) return NULL;
+            break;
+        }
+        if (!Py_IS_TYPE(s, steady_layout.type)) break;
+        PyObject *ts_obj = PyFloat_FromDouble(ts);
+        if (ts_obj == NULL) return NULL;
+        Py_INCREF(s);
+        int r = repeat(&c, s, ts, ts_obj);
+        Py_DECREF(s);
+        Py_DECREF(ts_obj);
+        if (r < 0) return NULL;
+        if (r == 0) break;
+        if (r == 1) requests++; else replies++;
+    }
+    PyObject *out[3] = {PyLong_FromSsize_t(i), PyLong_FromLong(requests),
+                        PyLong_FromLong(replies)};
+    PyObject *result = out[0] && out[1] && out[2] ? PyTuple_Pack(3, out[0], out[1], out[2]) : NULL;
+    for (int k = 0; k < 3; k++) Py_XDECREF(out[k]);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"repeats", (PyCFunction)(void (*)(void))repeats, METH_FASTCALL, repeats_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "arpwatchd._kernel",
+    "The fast path's repeat loop in C (see arpwatchd/_kernel.c).", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__kernel(void) { return PyModule_Create(&module); }

@@ -1,0 +1,3 @@
+def repeats(
+    context: tuple[object, ...], data: bytes, meta: bytes, start: int, horizon: float
+) -> tuple[int, int, int]: ...

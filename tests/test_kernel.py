@@ -1,0 +1,235 @@
+"""The C kernel (`_kernel.c`) is safe on any bytes, and the package without it gives the same
+events: what an operator sees must not depend on whether the build found a compiler.
+
+The kernel's rules are compared with the slow path and the Python fast path in
+test_fastpath.py and test_fastpath_fuzz.py; here: hostile batches fed to it directly, the
+fallback (import blocked, or switched off), how each says which one runs, and one run of
+these tests and the capture differential under AddressSanitizer.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_fastpath import random_lan
+
+from arpwatchd.batch import META, Batch
+from arpwatchd.config import Config, parse_config
+from arpwatchd.frames import REPLY, REQUEST, arp_frame
+from arpwatchd.kernel import FASTPATH, KERNEL
+from arpwatchd.output import EventWriter
+from arpwatchd.sensor import Sensor
+
+ROOT = Path(__file__).parents[1]
+needs_kernel = pytest.mark.skipif(KERNEL is None, reason="the C kernel is not built")
+EPOCH = 1_700_000_000
+GATEWAY, HOST = "02:00:00:00:00:01", "02:00:00:00:00:02"
+ASK = arp_frame(REQUEST, HOST, "10.0.0.2", "00:00:00:00:00:00", "10.0.0.1")
+ANSWER = arp_frame(REPLY, GATEWAY, "10.0.0.1", HOST, "10.0.0.2", eth_dst=HOST)
+
+
+def _batch(records: list[tuple[int, int, int, int]], data: bytes) -> Batch:
+    return Batch(data, b"".join(META.pack(*r) for r in records))
+
+
+def _warm_sensor() -> Sensor:
+    """A sensor whose fast path remembers the host's request and the gateway's answer."""
+    sensor = Sensor(Config(), EventWriter(os.devnull))
+    sensor.emitted = []
+    frames = [ASK, ANSWER] * 3
+    sensor.feed(sensor.decoder("eth0", 1), _batch(
+        [(EPOCH + i, 0, 60 * i, 60) for i in range(len(frames))], b"".join(frames)))
+    return sensor
+
+
+@needs_kernel
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1),
+                          st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1)), max_size=12),
+       st.integers(0, 3), st.integers(0, 15), st.integers(-2, 20))
+def test_any_batch_is_safe(records: list[tuple[int, int, int, int]], copies: int,
+                           cut: int, start: int) -> None:
+    """Offsets and lengths past the data, huge times, a meta cut mid-record, any start: the
+    kernel reads only inside the buffers and hands back what it cannot prove; the sensor
+    never fails."""
+    assert KERNEL is not None
+    rnd = random.Random(len(records))
+    # frames the memo knows, so that records pointing at them are repeats
+    data = b"".join(rnd.choice([ASK, ANSWER]) for _ in range(copies))
+    records += [(EPOCH + 10 + i, 0, 60 * i, 60) for i in range(copies)]
+    batch = _batch(records, data)
+    sensor = _warm_sensor()
+    context = sensor.fastpath.kernel_context(("eth0", 1))
+    meta = batch.meta[: len(batch.meta) - cut]
+    stop, requests, replies = KERNEL.repeats(context, data, meta, start, float(EPOCH + 99))
+    assert stop >= max(start, 0)
+    assert requests + replies <= max(0, len(meta) // 16 - max(start, 0))
+    sensor.feed(sensor.decoder("eth0", 1), batch)
+    sensor.finish()
+    assert sensor.stats.frame_errors == 0
+
+
+@needs_kernel
+def test_the_kernel_rejects_what_is_not_a_batch() -> None:
+    assert KERNEL is not None
+    with pytest.raises(TypeError):
+        KERNEL.repeats((), b"", b"", 0, 0.0)
+    with pytest.raises(TypeError):
+        KERNEL.repeats((None,) * 16, b"", b"", 0, 0.0)
+    with pytest.raises(TypeError):
+        KERNEL.repeats((), bytearray(), b"", 0, 0.0)
+
+
+@needs_kernel
+def test_repeats_go_through_the_kernel() -> None:
+    sensor = _warm_sensor()
+    hits = sensor.fastpath.request_hits + sensor.fastpath.reply_hits
+    frames = [ASK, ANSWER] * 50
+    sensor.feed(sensor.decoder("eth0", 1), _batch(
+        [(EPOCH + 10, i, 60 * i, 60) for i in range(len(frames))], b"".join(frames)))
+    assert sensor.fastpath.request_hits + sensor.fastpath.reply_hits - hits == 100
+
+
+def _replay(capture: Path, env: dict[str, str], tmp_path: Path, name: str) -> str:
+    events = tmp_path / f"{name}.jsonl"
+    subprocess.run([sys.executable, "-m", "arpwatchd", "replay", "-q", "--events", str(events),
+                    str(capture)], check=True, cwd=ROOT, env={**os.environ, **env},
+                   timeout=120)
+    return events.read_text()
+
+
+@pytest.mark.parametrize("capture", ["quiet-lan.pcap", "gateway-spoof.pcap",
+                                     "vlan-trunk.pcap"])
+def test_without_the_kernel_the_cli_gives_the_same_events(tmp_path: Path,
+                                                          capture: str) -> None:
+    """`arpwatchd replay` with the kernel switched off (as on an install without a compiler)
+    writes the same event lines as with whatever this install has."""
+    path = ROOT / "pcaps" / capture
+    off = _replay(path, {"ARPWATCHD_KERNEL": "off"}, tmp_path, "off")
+    assert off
+    assert _replay(path, {}, tmp_path, "default") == off
+
+
+def test_a_missing_kernel_falls_back_and_says_so() -> None:
+    """The extension absent (blocked from import, as when the build had no compiler):
+    `--version` and the metric say python, one log line says why, and the sensor runs."""
+    code = (
+        "import sys; sys.modules['arpwatchd._kernel'] = None\n"
+        "from arpwatchd import kernel, metrics\n"
+        "print(kernel.FASTPATH, kernel.FALLBACK)\n"
+        "from arpwatchd.cli import main\n"
+        f"sys.exit(main(['replay', '-vv', '--events', '/dev/null', "
+        f"'{ROOT / 'pcaps' / 'quiet-lan.pcap'}']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120, check=True)
+    assert done.stdout.startswith("python C kernel not built")
+    lines = [line for line in done.stderr.splitlines() if "fast path" in line]
+    assert len(lines) == 1
+    assert "INFO fast path in Python (C kernel not built" in lines[0]
+    version = subprocess.run([sys.executable, "-m", "arpwatchd", "--version"], cwd=ROOT,
+                             env={**os.environ, "ARPWATCHD_KERNEL": "off"},
+                             capture_output=True, text=True, check=True, timeout=60)
+    assert version.stdout.strip().endswith("(fast path: python)")
+
+
+def test_version_says_which_fast_path_runs() -> None:
+    done = subprocess.run([sys.executable, "-m", "arpwatchd", "--version"], cwd=ROOT,
+                          capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.strip().endswith(f"(fast path: {FASTPATH})")
+
+
+def _asan_kernel(tmp_path: Path) -> Path | None:
+    """The kernel compiled with AddressSanitizer, or None when gcc or libasan is missing."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        return None
+    libasan = subprocess.run([gcc, "-print-file-name=libasan.so"], capture_output=True,
+                             text=True, check=False).stdout.strip()
+    if not os.path.isabs(libasan):
+        return None
+    out = tmp_path / "_kernel_asan.so"
+    build = subprocess.run(
+        [gcc, "-shared", "-fPIC", "-O1", "-g", "-fsanitize=address", "-fno-omit-frame-pointer",
+         "-ffp-contract=off", f"-I{sysconfig.get_paths()['include']}",
+         str(ROOT / "arpwatchd" / "_kernel.c"), "-o", str(out)],
+        capture_output=True, text=True, check=False)
+    return out if build.returncode == 0 else None
+
+
+@pytest.mark.skipif(os.environ.get("ARPWATCHD_UNDER_ASAN") == "1", reason="inside the run")
+def test_the_kernel_under_address_sanitizer(tmp_path: Path) -> None:
+    """This file's kernel tests and the capture differential, with the kernel built under
+    AddressSanitizer (any out-of-bounds read or use after free aborts the run). Bounded:
+    well under a minute on this machine."""
+    kernel = _asan_kernel(tmp_path)
+    if kernel is None:
+        pytest.skip("gcc with libasan is needed")
+    libasan = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+    loader = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('arpwatchd._kernel', {str(kernel)!r})\n"
+        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
+        "sys.modules['arpwatchd._kernel'] = module\n"
+        "import pytest\n"
+        "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', '-x',\n"
+        "    'tests/test_kernel.py::test_any_batch_is_safe',\n"
+        "    'tests/test_kernel.py::test_the_kernel_rejects_what_is_not_a_batch',\n"
+        "    'tests/test_kernel.py::test_repeats_go_through_the_kernel',\n"
+        "    'tests/test_fastpath.py', '-k', 'not random_lans and not generated']))\n"
+    )
+    env = {**os.environ, "LD_PRELOAD": libasan, "ARPWATCHD_UNDER_ASAN": "1",
+           "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1", "PYTHONMALLOC": "malloc"}
+    done = subprocess.run([sys.executable, "-c", loader], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert " passed" in done.stdout
+
+
+def _two_interfaces(frames: list[tuple[float, bytes]], config: Config, seed: int, fast: bool,
+                    kernel: bool) -> tuple[object, ...]:
+    """Feeds `frames` in batches of random sizes, each batch to eth0 or eth1 by turn: the
+    same bytes on two interfaces are two stations' frames (separate memos and bindings)."""
+    rnd = random.Random(seed)
+    sensor = Sensor(config, EventWriter(os.devnull))
+    sensor.fastpath.enabled = fast
+    if not kernel:
+        sensor.fastpath.kernel = None
+    sensor.emitted = []
+    decoders = [sensor.decoder("eth0", 1), sensor.decoder("eth1", 1)]
+    i = 0
+    while i < len(frames):
+        chunk = frames[i : i + rnd.randint(1, 40)]
+        offsets = [0]
+        for _, raw in chunk:
+            offsets.append(offsets[-1] + len(raw))
+        meta = b"".join(META.pack(int(ts), round((ts - int(ts)) * 1e6), off, len(raw))
+                        for (ts, raw), off in zip(chunk, offsets, strict=False))
+        sensor.feed(decoders[rnd.randint(0, 1)], Batch(b"".join(r for _, r in chunk), meta))
+        i += len(chunk)
+    sensor.finish()
+    assert sensor.stats.frame_errors == 0
+    bindings = sorted(sensor.tracker.bindings(), key=lambda b: (b.interface, b.vlan or 0, b.ip))
+    return sensor.emitted, bindings
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_paths_agree_on_two_interfaces(seed: int) -> None:
+    """Random LANs at small table caps, their batches split between two interfaces: the
+    slow path, the Python fast path and the kernel give the same events and bindings."""
+    frames, config_text = random_lan(seed)
+    config = parse_config(config_text)
+    slow = _two_interfaces(frames, config, seed, False, False)
+    assert _two_interfaces(frames, config, seed, True, False) == slow
+    if KERNEL is not None:
+        assert _two_interfaces(frames, config, seed, True, True) == slow
