@@ -12,6 +12,7 @@ user's sensor then reports no imported station as new.
 from __future__ import annotations
 
 import configparser
+import importlib.util
 import json
 import os
 import pwd
@@ -128,17 +129,55 @@ def _service_host(root: Path, monkeypatch: pytest.MonkeyPatch, settings: str = "
     return state
 
 
-def _as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:
+SERVICE_PACKAGES = ("arpwatchd", "pcapy", "dpkt", "yaml", "_yaml", "prometheus_client")
+
+
+@pytest.fixture(scope="module")
+def service_site() -> Iterator[Path]:
+    """The sensor's packages where `nobody` can read them, as on an installed host. This
+    checkout and its venv may sit in a root-only directory (`mktemp -d`, pytest's own temp
+    folders), which a service user never has to cross."""
+    site = Path(tempfile.mkdtemp(prefix="arpwatchd-site-"))
+    for name in SERVICE_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            continue
+        origin = Path(spec.origin)
+        if origin.name == "__init__.py":
+            shutil.copytree(origin.parent, site / name,
+                            ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(origin, site / origin.name)
+            for libs in origin.parent.glob("*.libs"):  # a wheel's bundled libpcap
+                if not (site / libs.name).exists():
+                    shutil.copytree(libs, site / libs.name)
+    for path in (site, *site.rglob("*")):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    try:
+        yield site
+    finally:
+        shutil.rmtree(site)
+
+
+def _service_argv(site: Path, *argv: str) -> tuple[list[str], dict[str, str]]:
+    """`python -m arpwatchd ARGV` from `site`, and its environment."""
+    env = {**os.environ, "PYTHONPATH": str(site), "PYTHONDONTWRITEBYTECODE": "1"}
+    return [os.path.realpath(sys.executable), "-m", "arpwatchd", *argv], env
+
+
+def _as_nobody(site: Path, *argv: str) -> subprocess.CompletedProcess[str]:
     """The sensor as the unit starts it: another user from the start (User=), not root."""
+    command, env = _service_argv(site, *argv)
     return subprocess.run(
         ["setpriv", f"--reuid={NOBODY.pw_uid}", f"--regid={NOBODY.pw_gid}", "--clear-groups",
-         sys.executable, "-m", "arpwatchd", *argv],
-        capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
+         *command], capture_output=True, text=True, cwd=site, env=env, timeout=120,
+        check=False)
 
 
 @needs_root
 def test_import_by_root_into_the_service_directory_leaves_it_to_the_service(
-    host_root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    host_root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    service_site: Path,
 ) -> None:
     state = _service_host(host_root, monkeypatch)
     state_dir = state.parent
@@ -148,8 +187,8 @@ def test_import_by_root_into_the_service_directory_leaves_it_to_the_service(
     assert capsys.readouterr().out.rstrip().endswith("; owned by nobody")
     assert [p.name for p in state_dir.iterdir() if p.stat().st_uid != NOBODY.pw_uid] == []
     events = state_dir / "events.jsonl"
-    done = _as_nobody("replay", str(PCAPS / "cluster-failover.pcap"), "--state", str(state),
-                      "--events", str(events), "-q")
+    done = _as_nobody(service_site, "replay", str(PCAPS / "cluster-failover.pcap"),
+                      "--state", str(state), "--events", str(events), "-q")
     assert done.returncode == 0, done.stderr  # was: attempt to write a readonly database
 
 
@@ -185,7 +224,8 @@ OK, WHY = available()
 @needs_root
 @pytest.mark.skipif(not OK, reason=WHY)
 def test_migration_from_arpwatch_reports_no_known_station_as_new(
-    host_root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    host_root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    service_site: Path,
 ) -> None:
     """Debian's arpwatch watches the traffic and writes arp.dat; root imports it with no flags
     (the unit's config); the service's user replays the same traffic onto that store: no
@@ -201,8 +241,8 @@ def test_migration_from_arpwatch_reports_no_known_station_as_new(
     assert main(["import-arpdat", str(written)]) == 0
     assert f"{len(known)} new" in capsys.readouterr().out
     events = state_dir / "events.jsonl"
-    done = _as_nobody("replay", str(capture), "-i", "eth9", "-c", str(site), "--state",
-                      str(state_dir / "state.sqlite"), "--events", str(events), "-q")
+    done = _as_nobody(service_site, "replay", str(capture), "-i", "eth9", "-c", str(site),
+                      "--state", str(state_dir / "state.sqlite"), "--events", str(events), "-q")
     assert done.returncode == 0, done.stderr
     new = [json.loads(line)["ip"] for line in events.read_text().splitlines()
            if json.loads(line)["event"] == "new_station"]
@@ -211,7 +251,7 @@ def test_migration_from_arpwatch_reports_no_known_station_as_new(
 
 @pytest.mark.live
 def test_service_user_on_a_live_port_knows_the_imported_stations(
-    lab: Lab, host_root: Path, monkeypatch: pytest.MonkeyPatch
+    lab: Lab, host_root: Path, monkeypatch: pytest.MonkeyPatch, service_site: Path
 ) -> None:
     """The whole path live: root imports an arp.dat with no flags into the directory the
     service's user owns; the unit's ExecStart command line runs as that user with only the
@@ -228,14 +268,15 @@ def test_service_user_on_a_live_port_knows_the_imported_stations(
     assert main(["import-arpdat", str(dat)]) == 0
     argv = shlex.split(_unit()["ExecStart"])
     argv[argv.index("--config") + 1] = str(site)
+    command, env = _service_argv(service_site, *argv[1:])
     as_service = ["setpriv", f"--reuid={NOBODY.pw_uid}", f"--regid={NOBODY.pw_gid}",
                   "--clear-groups", "--inh-caps=+net_raw,+net_admin",
                   "--ambient-caps=+net_raw,+net_admin", "--bounding-set=-all,+net_raw,+net_admin",
-                  "--no-new-privs", sys.executable, "-m", "arpwatchd", *argv[1:]]
+                  "--no-new-privs", *command]
     events, log = host_root / "journal.jsonl", host_root / "stderr.log"
     with events.open("wb") as out, log.open("wb") as err:
         sensor = lab.sensor_popen(as_service, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                  cwd=str(ROOT))
+                                  cwd=str(service_site), env=env)
     wait_until(lambda: sensor.poll() is None and "capturing on" in log.read_text(), 15.0,
                "the sensor to capture")
     for host in hosts:
