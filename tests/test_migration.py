@@ -187,7 +187,8 @@ def test_import_by_root_into_the_service_directory_leaves_it_to_the_service(
     assert capsys.readouterr().out.rstrip().endswith("; owned by nobody")
     assert [p.name for p in state_dir.iterdir() if p.stat().st_uid != NOBODY.pw_uid] == []
     events = state_dir / "events.jsonl"
-    done = _as_nobody(service_site, "replay", str(PCAPS / "cluster-failover.pcap"),
+    capture = Path(shutil.copy(PCAPS / "cluster-failover.pcap", host_root))  # nobody reads it
+    done = _as_nobody(service_site, "replay", str(capture),
                       "--state", str(state), "--events", str(events), "-q")
     assert done.returncode == 0, done.stderr  # was: attempt to write a readonly database
 
@@ -230,7 +231,7 @@ def test_migration_from_arpwatch_reports_no_known_station_as_new(
     """Debian's arpwatch watches the traffic and writes arp.dat; root imports it with no flags
     (the unit's config); the service's user replays the same traffic onto that store: no
     new_station for any station arpwatch knew."""
-    capture = PCAPS / "reassignment.pcap"
+    capture = Path(shutil.copy(PCAPS / "reassignment.pcap", host_root))  # nobody reads it
     _, written, status = run_arpwatch(capture, host_root / "arpwatch")
     assert status == 0
     known = {e.ip for e in arpdat.parse(written.read_text().splitlines())
