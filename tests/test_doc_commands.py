@@ -18,6 +18,9 @@ A row says how the command is checked:
   blocks, with the numbers left free for a `# ` line (an example's counts).
 - ELSEWHERE: run by another test or by CI; the row names the file and the test checks it still
   runs the command (CI must not rerun CI, and the demo takes a Prometheus start).
+- LIVE: `./dev.sh run` captures live as root: run for real by the live test at the end, in a
+  network namespace with one Linux host on a bridge (tests/netlab.py), until it has seen that
+  host's announcement; stopped with SIGTERM (exit 0). Elsewhere the row's check only.
 - NOT_RUN: changes the host (packages, users, services, /etc) or needs one that is installed
   and running; the row gives the reason and checks what it can: the files it names exist, its
   target is where the rest of the deployment expects it.
@@ -47,6 +50,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from netlab import Lab
+from test_alert_demo import BASE_PYTHON, _installed, _stand_in_venv
 
 from arpwatchd import config as config_module
 from arpwatchd.cli import build_parser
@@ -396,7 +401,7 @@ def _script_options(command: Command) -> None:
 
 # --- the rules ------------------------------------------------------------------------------
 
-RUN, ELSEWHERE, NOT_RUN = "run", "elsewhere", "not run"
+RUN, ELSEWHERE, LIVE, NOT_RUN = "run", "elsewhere", "live", "not run"
 
 
 @dataclass(frozen=True)
@@ -434,9 +439,12 @@ RULES = [
     Rule(r"\./dev\.sh demo$", ELSEWHERE,
          "replays each shipped capture with its config: tests/test_replay_pcaps.py replays each",
          _mentions("tests/test_replay_pcaps.py", "pcaps")),
+    Rule(r"\./dev\.sh run$", LIVE,
+         "captures live until stopped, as root: run in a namespace by the live test",
+         _dev_sh_accepts),
     Rule(r"\./dev\.sh (run|bench)\b", NOT_RUN,
-         "run captures live until stopped, as root; bench takes minutes: dev.sh must accept the "
-         "command, and run's arguments must parse as `arpwatchd run` arguments",
+         "run with arguments names the reader's interface and config; bench takes minutes: "
+         "dev.sh must accept the command, and run's arguments must parse as `arpwatchd run`'s",
          _dev_sh_accepts),
     Rule(r"(sudo )?(python3|\.venv/bin/python) benchmarks/\w+\.py", NOT_RUN,
          "a benchmark takes minutes (live ones need root): the script exists and takes each "
@@ -475,7 +483,7 @@ def _parses(command: Command, args: list[str]) -> None:
 def test_the_pages_have_commands_of_each_kind() -> None:
     # The extraction must keep working: the README shows replays, tools, promtool, installs.
     hows = {rule.how for c in COMMANDS if (rule := rule_for(c)) is not None}
-    assert hows == {RUN, ELSEWHERE, NOT_RUN}
+    assert hows == {RUN, ELSEWHERE, LIVE, NOT_RUN}
     assert len(COMMANDS) >= 30
 
 
@@ -589,3 +597,56 @@ def test_each_command_not_run_is_checked_instead(command: Command) -> None:
     rule = rule_for(command)
     assert rule is not None and rule.how != RUN, command
     rule.check(command)
+
+
+LIVE_LINES = sorted({c.line for c in COMMANDS if (r := rule_for(c)) and r.how == LIVE})
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("line", LIVE_LINES)
+def test_live_commands_capture_in_a_namespace(line: str, lab: Lab, tmp_path: Path) -> None:
+    """`./dev.sh run` as the README gives it, in the lab's sensor namespace: dev.sh runs
+    `arpwatchd run` with the default config on the first interface that is up, says it is
+    capturing, reports the host that announces itself, and stops cleanly on SIGTERM. dev.sh
+    gets the stand-in venv of test_alert_demo.py, so nothing is installed; the store goes to
+    $XDG_STATE_HOME, not the checkout."""
+    packages = re.search(r"^RUN_PACKAGES=\(([^)]*)\)", (ROOT / "dev.sh").read_text(
+        encoding="utf-8"), flags=re.MULTILINE)
+    assert packages is not None
+    if not all(_installed(p) for p in packages[1].split()):
+        pytest.skip("dev.sh would install Debian packages first (not Debian, or missing)")
+    venv = _stand_in_venv(tmp_path / "venv")
+    program = venv / "bin" / "arpwatchd"  # the console script pip would write
+    program.write_text(f"#!{venv}/bin/python\nimport sys\nfrom arpwatchd.cli import main\n"
+                       "sys.exit(main())\n", encoding="utf-8")
+    program.chmod(0o755)
+    env = dict(os.environ, ARPWATCHD_VENV=str(venv),
+               ARPWATCHD_PYTHON=os.path.realpath(BASE_PYTHON),
+               XDG_STATE_HOME=str(tmp_path / "state"))
+    host = lab.add_host("a", "02:00:00:00:00:0a", ["192.0.2.11"])
+    events, log = tmp_path / "events.jsonl", tmp_path / "stderr.log"
+    with open(events, "wb") as out, open(log, "wb") as err:
+        sensor = lab.sensor_popen([str(ROOT / "dev.sh"), *shlex.split(line)[1:]], env=env,
+                                  stdout=out, stderr=err)
+    _wait(sensor, "capturing on", lambda: "capturing on " in log.read_text(encoding="utf-8"), log)
+
+    def seen() -> bool:
+        lines = events.read_text(encoding="utf-8").split("\n")[:-1]  # whole lines only
+        found = [json.loads(x) for x in lines]
+        if any(e["event"] == "new_station" and e["ip"] == "192.0.2.11" for e in found):
+            return True
+        host.arping_announce(count=1)  # again: a new port may not forward the first one
+        return False
+
+    _wait(sensor, "the host's new_station", seen, log)
+    assert _stop(sensor) == 0, log.read_text(encoding="utf-8")
+    assert (tmp_path / "state" / "arpwatchd" / "state.sqlite").exists()
+
+
+def _wait(proc: subprocess.Popen[bytes], what: str, ready: Callable[[], bool], log: Path
+          ) -> None:
+    deadline = time.monotonic() + TIMEOUT  # a failure guard only: ready is a condition
+    while not ready():
+        assert proc.poll() is None, f"exited {proc.returncode} before {what}: {log.read_text()}"
+        assert time.monotonic() < deadline, f"no {what}"
+        time.sleep(0.05)
