@@ -109,7 +109,7 @@ class Command:
 
 _FENCE = re.compile(r"^```([^\n]*)\n(.*?)^```", flags=re.MULTILINE | re.DOTALL)
 _INLINE = re.compile(r"`((?:\./dev\.sh|\S*bin/arpwatchd) [^`\n]*)`")
-SHELL = {"sh", "shell", "bash", "console"}
+SHELL = {"sh", "shell", "bash"}
 
 
 def _strip(line: str) -> str:
@@ -117,12 +117,16 @@ def _strip(line: str) -> str:
 
 
 def _block(page: Path, lang: str, text: str) -> list[Command]:
+    """A fence with `$ ` prompts (or a console fence): prompt lines are commands, the lines
+    under one its output. A sh fence: every line is a command, and a `# ` line right after
+    one is its output. A sh fence starting with `#!` is one script. Other fences: none."""
     lines = text.splitlines()
+    prompts = lang == "console" or any(line.startswith("$ ") for line in lines)
     if lang in SHELL and lines and lines[0].startswith("#!"):
         return [Command(page, lines[0], script=text)]
     commands: list[Command] = []
     for raw in lines:
-        if lang not in SHELL and not raw.startswith("$ "):
+        if (prompts or lang not in SHELL) and not raw.startswith("$ "):
             if commands and raw.strip():
                 commands[-1].shown.append(raw.rstrip())  # output under a `$ ` command
             continue
@@ -157,8 +161,8 @@ def _words(command: Command) -> list[str]:
 @dataclass
 class Host:
     """A temporary folder standing for the sensor host after the doc's install steps: the
-    unit's config, Prometheus's config and rules, an arpwatch table, with every host path of
-    PATHS under the folder."""
+    unit's config, Prometheus's config and rules, the store of a sensor that saw
+    SENSOR_CAPTURE, an arpwatch table; every host path of PATHS is under the folder."""
 
     root: Path
     user: str
