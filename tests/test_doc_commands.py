@@ -441,8 +441,9 @@ RULES = [
          "tests/test_alert_demo.py runs it (with --once) and checks the alert fires",
          _mentions("tests/test_alert_demo.py", '"demo", "--prometheus", "--once"')),
     Rule(r"\./dev\.sh demo$", ELSEWHERE,
-         "replays each shipped capture with its config: tests/test_replay_pcaps.py replays each",
-         _mentions("tests/test_replay_pcaps.py", "pcaps")),
+         "replays each shipped capture with its config: tests/test_replay_pcaps.py replays "
+         "each (with its .yml) and checks it covers them all",
+         _mentions("tests/test_replay_pcaps.py", 'with_suffix(".yml")', 'PCAPS.glob("*.pcap")')),
     Rule(r"\./dev\.sh run$", LIVE,
          "captures live until stopped, as root: run in a namespace by the live test",
          _dev_sh_accepts),
