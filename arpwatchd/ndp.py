@@ -95,7 +95,7 @@ class NdpProblem(StrEnum):
     TARGET_MULTICAST = "target_multicast"
     SOLICITED_TO_MULTICAST = "solicited_to_multicast"
     DAD_NOT_TO_SOLICITED_NODE = "dad_not_to_solicited_node"
-    DAD_WITH_SOURCE_LLA = "dad_with_source_lla"
+    UNSPECIFIED_SOURCE_WITH_LLA = "unspecified_source_with_lla"
     ROUTER_SOURCE_NOT_LINK_LOCAL = "router_source_not_link_local"
 
 
@@ -238,7 +238,7 @@ def _read(
         if icmp_type == ROUTER_ADVERTISEMENT and int(src) & _LINK_LOCAL_MASK != int(_LINK_LOCAL):
             return NdpProblem.ROUTER_SOURCE_NOT_LINK_LOCAL
         if src == UNSPECIFIED and source_lla is not None:  # 6.1.1
-            return NdpProblem.DAD_WITH_SOURCE_LLA
+            return NdpProblem.UNSPECIFIED_SOURCE_WITH_LLA
         kind = (NdpKind.ROUTER_ADVERTISEMENT if icmp_type == ROUTER_ADVERTISEMENT
                 else NdpKind.ROUTER_SOLICITATION)
         return kind, None, 0, source_lla, None
@@ -262,7 +262,7 @@ def _read(
     if int(dst) & _SOLICITED_NODE_MASK != int(_SOLICITED_NODE):
         return NdpProblem.DAD_NOT_TO_SOLICITED_NODE
     if source_lla is not None:
-        return NdpProblem.DAD_WITH_SOURCE_LLA
+        return NdpProblem.UNSPECIFIED_SOURCE_WITH_LLA
     return NdpKind.DAD_PROBE, target, 0, None, target_lla
 
 
