@@ -18,6 +18,7 @@ from arpwatchd.frames import REQUEST, arp_frame
 from arpwatchd.ndp import (
     NEIGHBOR_ADVERTISEMENT,
     NEIGHBOR_SOLICITATION,
+    ROUTER_SOLICITATION,
     NdpFrame,
     NdpInvalid,
     NdpKind,
@@ -271,3 +272,22 @@ def test_two_nests_joined_by_or_would_miss_tagged_ndp() -> None:
     tagged_na = _tagged(neighbor_advertisement("fd00::b", B), 1)
     assert not _matches(joined, tagged_na)
     assert _matches(arp_and_ndp_filter(), tagged_na)
+
+
+def test_router_solicitation_from_unspecified_claims_nothing() -> None:
+    plain = ndp_frame(ROUTER_SOLICITATION, "::", "ff02::2", b"\0" * 4, eth_src=A)
+    rs = frame_of(plain)
+    assert rs.kind is NdpKind.ROUTER_SOLICITATION and rs.claim is None
+    with_option = ndp_frame(ROUTER_SOLICITATION, "::", "ff02::2", b"\0" * 4 + lla_option(1, A),
+                            eth_src=A)
+    assert problem_of(with_option) is NdpProblem.UNSPECIFIED_SOURCE_WITH_LLA
+    from_host = ndp_frame(ROUTER_SOLICITATION, "fe80::a", "ff02::2",
+                          b"\0" * 4 + lla_option(1, A), eth_src=A)
+    assert frame_of(from_host).claim == (IPv6Address("fe80::a"), parse_mac(A))
+
+
+def test_observations_are_immutable_values() -> None:
+    na = frame_of(neighbor_advertisement("fd00::b", B))
+    with pytest.raises(AttributeError):
+        na.target = IPv6Address("fd00::c")  # type: ignore[misc]
+    assert na == frame_of(neighbor_advertisement("fd00::b", B)) and hash(na)
