@@ -291,3 +291,27 @@ def test_observations_are_immutable_values() -> None:
     with pytest.raises(AttributeError):
         na.target = IPv6Address("fd00::c")  # type: ignore[misc]
     assert na == frame_of(neighbor_advertisement("fd00::b", B)) and hash(na)
+
+
+def _ones_complement_sum(data: bytes) -> int:
+    data += b"\0" * (len(data) % 2)
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(min_size=16, max_size=16), st.binary(min_size=16, max_size=16),
+       st.binary(min_size=0, max_size=80))
+def test_checksum_shortcut_agrees_with_the_word_sum(src: bytes, dst: bytes, message: bytes
+                                                     ) -> None:
+    """`_checksum_ok` reads the bytes as one number modulo 0xffff; RFC 1071 adds words."""
+    from arpwatchd.ndp import _checksum_ok  # noqa: PLC0415  (the shortcut itself)
+
+    pseudo = src + dst + len(message).to_bytes(4, "big") + b"\0\0\0\x3a"
+    assert _checksum_ok(message, src, dst) == (_ones_complement_sum(pseudo + message) == 0xFFFF)
+    if len(message) >= 4:  # put the right checksum in: then it must pass
+        fixed = message[:2] + b"\0\0" + message[4:]
+        value = 0xFFFF - _ones_complement_sum(pseudo + fixed)
+        assert _checksum_ok(fixed[:2] + value.to_bytes(2, "big") + fixed[4:], src, dst)
