@@ -5,14 +5,23 @@ wired into the tracker yet (docs/ipv6.md says what phase 2 wires). The link head
 tags are walked by `decode.walk_tags`, so an NDP frame and an ARP frame of one trunk land in
 the same (interface, outer VLAN) domain.
 
-Like the ARP body since the flood work, the IPv6 header (40 bytes, fixed offsets) and the ND
-body are read with `struct` and slices: dpkt's `ip6.IP6` alone costs ~6 us, checks no
-checksum and reads no ND options (`dpkt.icmp6` knows the type numbers only).
-tests/test_ndp.py checks these reads against dpkt's on random headers, so dpkt stays the
-reference. A new frame costs ~10 us here (this loaded machine), ~3 of them the frozen
-dataclass and ~1.5 the three `IPv6Address` values: phase 2 caches results by raw bytes as
-`Decoder.decode_cached` does, and can turn `NdpFrame` into a NamedTuple with int addresses,
-like `ArpFrame`, if NDP floods need it.
+The packet is read by dpkt, as the architecture says of every frame the kernel cannot prove:
+`dpkt.ip6.IP6` reads the IPv6 header and walks the extension headers, `dpkt.icmp6.ICMP6`
+the ICMPv6 type, code and checksum field. dpkt.icmp6 knows the ND type numbers only: it
+models no ND body, so the reserved/flags word, the target and the options are read here
+from the ICMPv6 payload bytes dpkt hands over. dpkt verifies no checksum either: this module
+does (RFC 4443 2.3). Whatever dpkt raises on cut or hostile bytes (`dpkt.UnpackError` and its
+`NeedData`, and an `AttributeError` from its fragment check on some header chains) becomes a
+skip or a problem below, never a traceback. tests/test_ndp.py checks the decoder against
+independent struct reads of random headers and hand-built frames.
+
+A new NA or NS costs ~18-19 us here (timeit on this loaded machine, load ~10), against
+~10 us when the headers were read with `struct` (main at 4c74467, same run): `dpkt.ip6.IP6`
+with the `ICMP6` inside it ~6 us (~2.7 the ICMP6, which raises and catches a KeyError for
+every ND type, none being in its table), ~3 the frozen dataclass, ~1.5 the three
+`IPv6Address` values. Phase 2 caches results by raw bytes as `Decoder.decode_cached` does,
+and can turn `NdpFrame` into a NamedTuple with int addresses, like `ArpFrame`, if NDP floods
+need it.
 
 Three outcomes, as for ARP:
 
@@ -24,9 +33,18 @@ Three outcomes, as for ARP:
   a clue);
 * `NdpFrame`: a valid message, with its `NdpKind` and the claim it makes, if any.
 
-Extension headers: RFC 4861 messages carry none in practice and RFC 6980 forbids fragmented
-ND; the capture filter reads the ICMPv6 type at `ip6[40]`, i.e. right after the fixed header,
-and this decoder skips a packet whose next header is not ICMPv6 as `not_ndp`.
+Extension headers. RFC 4861 does not forbid them before an NS or NA, and a host processes
+the ND message behind a Hop-by-Hop, Destination Options, Routing (no segments left) or AH
+header (Linux's `ndisc_rcv` runs once the extension headers are done), so this decoder
+decodes and validates it like any other ND message: dpkt walks the chain, and the message's
+length is the payload length less the extension headers. The checksum's pseudo-header takes
+the fixed header's destination, so a routed message (segments left) normally fails as
+`bad_checksum`. Two exceptions, skipped as `not_ndp`: a packet with a Fragment header, since
+RFC 6980 makes hosts ignore fragmented ND (and a later fragment has no ICMPv6 header), and a
+packet whose payload is not ICMPv6 once the chain is walked (ESP, another protocol, a chain
+dpkt cannot walk). The live capture filter reads the ICMPv6 type at `ip6[40]`, right after
+the fixed header, so it passes no ND message behind extension headers: only offline captures
+bring them (an RA-guard evasion, RFC 7113, would be invisible live; see docs/ipv6.md).
 """
 
 from __future__ import annotations
@@ -35,6 +53,8 @@ import struct
 from dataclasses import dataclass
 from enum import StrEnum
 from ipaddress import IPv6Address
+
+import dpkt
 
 from arpwatchd.addresses import sender_mac_problem
 from arpwatchd.decode import DLT_EN10MB, MAX_TAGS, SkipReason, walk_tags
@@ -49,12 +69,18 @@ _MIN_LENGTH = {ROUTER_SOLICITATION: 8, ROUTER_ADVERTISEMENT: 16,
                NEIGHBOR_SOLICITATION: 24, NEIGHBOR_ADVERTISEMENT: 24}
 """ICMPv6 length (from the IPv6 payload length) each message needs: RFC 4861 6.1.1, 6.1.2,
 7.1.1, 7.1.2 ("ICMP length ... is N or more octets")."""
-_OPTIONS_AT = {ROUTER_SOLICITATION: 8, ROUTER_ADVERTISEMENT: 16,
-               NEIGHBOR_SOLICITATION: 24, NEIGHBOR_ADVERTISEMENT: 24}
+_OPTIONS_AT = {ROUTER_SOLICITATION: 4, ROUTER_ADVERTISEMENT: 12,
+               NEIGHBOR_SOLICITATION: 20, NEIGHBOR_ADVERTISEMENT: 20}
+"""Where the options start in the ND body (the ICMPv6 message after its 4-byte header)."""
 _OPT_SOURCE_LLA = 1
 _OPT_TARGET_LLA = 2
-_IP6 = struct.Struct("!IHBB16s16s")
-"""version/class/flow, payload length, next header, hop limit, source, destination."""
+_ICMP6_HEADER = struct.Struct("!BBH")
+"""Type, code, checksum: dpkt's fields packed again, for the checksum over the message."""
+_NEXT_HEADER_FRAGMENT = 44
+_DPKT_ERRORS = (dpkt.UnpackError, AttributeError)
+"""What `dpkt.ip6.IP6` raises on cut or hostile bytes: `UnpackError` (and `NeedData`, its
+subclass) for a header cut short, `AttributeError` from its fragment check when a Fragment
+header is followed by another extension header (dpkt reads `frag_off` off the last one)."""
 _SOLICITED_NODE_PREFIX = b"\xff\x02" + bytes(9) + b"\x01\xff"
 """ff02::1:ff00:0/104 (RFC 4291 2.7.1); addresses are checked as raw bytes, and become
 `IPv6Address` values only in the result (each costs ~0.5 us)."""
@@ -189,16 +215,15 @@ def decode_ndp(frame: bytes, interface: str = "", linktype: int = DLT_EN10MB) ->
     if isinstance(walked, SkipReason):
         return walked
     ethertype, at, vlan = walked
-    if ethertype != ETH_TYPE_IPV6 or len(frame) < at + 41:
+    if ethertype != ETH_TYPE_IPV6:
         return NdpSkip.NOT_NDP
-    _, plen, next_header, hop_limit, src_raw, dst_raw = _IP6.unpack_from(frame, at)
-    icmp_type = frame[at + 40]
-    if next_header != NEXT_HEADER_ICMPV6 or icmp_type not in _MIN_LENGTH:
-        return NdpSkip.NOT_NDP
-    message = frame[at + 40 : at + 40 + plen]
-    problem = _problem(message, icmp_type, plen, hop_limit, src_raw, dst_raw)
+    packet = _packet(frame[at:])
+    if isinstance(packet, NdpSkip):
+        return packet
+    icmp_type, length, hop_limit, src_raw, dst_raw, message = packet
+    problem = _problem(message, icmp_type, length, hop_limit, src_raw, dst_raw)
     if problem is None:
-        result = _read(message, src_raw, dst_raw)
+        result = _read(icmp_type, message[4:], src_raw, dst_raw)
         if isinstance(result, NdpProblem):
             problem = result
         else:
@@ -210,19 +235,54 @@ def decode_ndp(frame: bytes, interface: str = "", linktype: int = DLT_EN10MB) ->
     return NdpInvalid(interface, vlan, frame[6:12], IPv6Address(src_raw), icmp_type, problem)
 
 
+def _packet(data: bytes) -> tuple[int, int, int, bytes, bytes, bytes] | NdpSkip:
+    """dpkt's reading of the IPv6 packet (from the fixed header on) if it holds an RS, RA, NS
+    or NA: ICMPv6 type, ICMPv6 length (the payload length less the extension headers), hop
+    limit, source, destination, and the ICMPv6 message as far as the capture has it."""
+    try:
+        ip6 = dpkt.ip6.IP6(data)
+    except _DPKT_ERRORS:
+        # the fixed header, or an extension header, cut short or garbled: nothing says ND
+        return NdpSkip.NOT_NDP
+    if _NEXT_HEADER_FRAGMENT in ip6.extension_hdrs:  # RFC 6980: hosts ignore fragmented ND
+        return NdpSkip.NOT_NDP
+    icmp = ip6.data
+    message: bytes
+    if isinstance(icmp, dpkt.icmp6.ICMP6):
+        icmp_type: int = icmp.type
+        if icmp_type not in _MIN_LENGTH:  # (dpkt makes other types' bodies objects)
+            return NdpSkip.NOT_NDP
+        # dpkt reads type, code and checksum field; the checksum covers them, so they are
+        # packed again in front of the ND body (which dpkt leaves as bytes: it models none)
+        message = _ICMP6_HEADER.pack(icmp_type, icmp.code, icmp.sum) + icmp.data
+    elif getattr(ip6, "p", None) == NEXT_HEADER_ICMPV6 and isinstance(icmp, bytes) and icmp:
+        # dpkt hands over the bytes of an ICMPv6 header cut short (under 4 bytes): still an
+        # ND message if its type says so, and `_problem` finds it truncated
+        icmp_type = icmp[0]
+        if icmp_type not in _MIN_LENGTH:
+            return NdpSkip.NOT_NDP
+        message = icmp
+    else:
+        return NdpSkip.NOT_NDP  # another protocol (or ESP) behind the extension headers
+    length: int = ip6.plen
+    if ip6.all_extension_headers:
+        length -= sum(header.length for header in ip6.all_extension_headers)
+    return icmp_type, length, ip6.hlim, ip6.src, ip6.dst, message
+
+
 def _problem(
-    message: bytes, icmp_type: int, plen: int, hop_limit: int, src: bytes, dst: bytes
+    message: bytes, icmp_type: int, length: int, hop_limit: int, src: bytes, dst: bytes
 ) -> NdpProblem | None:
     """The checks RFC 4861 makes of every ND message (6.1.1, 6.1.2, 7.1.1, 7.1.2)."""
-    if len(message) < plen or plen < _MIN_LENGTH[icmp_type]:
+    if len(message) < length or length < _MIN_LENGTH[icmp_type]:
         return NdpProblem.TRUNCATED  # cut by the snap length, or shorter than the message
     # "The IP Hop Limit field has a value of 255, i.e., the packet could not possibly have
     # been forwarded by a router." (7.1.1): the whole of NDP's on-link trust rests on this.
     if hop_limit != 255:
         return NdpProblem.HOP_LIMIT
-    if message[1] != 0:  # "ICMP Code is 0."
+    if message[1] != 0:  # "ICMP Code is 0." (dpkt's code field)
         return NdpProblem.BAD_CODE
-    if not _checksum_ok(message, src, dst):  # "ICMP Checksum is valid."
+    if not _checksum_ok(message, src, dst):  # "ICMP Checksum is valid." (dpkt checks none)
         return NdpProblem.BAD_CHECKSUM
     if src[0] == 0xFF:  # RFC 4291 2.7: a multicast address is never a source
         return NdpProblem.SOURCE_MULTICAST
@@ -230,12 +290,12 @@ def _problem(
 
 
 def _read(
-    message: bytes, src: bytes, dst: bytes
+    icmp_type: int, body: bytes, src: bytes, dst: bytes
 ) -> tuple[NdpKind, bytes | None, int, bytes | None, bytes | None] | NdpProblem:
-    """The body and options of a message that passed `_problem`: kind, target, NA flags,
-    source and target link-layer addresses, or the message-specific problem."""
-    icmp_type = message[0]
-    options = _options(message, _OPTIONS_AT[icmp_type])
+    """The ND body (the ICMPv6 payload dpkt gives, read here: dpkt models no ND body) and
+    options of a message that passed `_problem`: kind, target, NA flags, source and target
+    link-layer addresses, or the message-specific problem."""
+    options = _options(body, _OPTIONS_AT[icmp_type])
     if isinstance(options, NdpProblem):
         return options
     source_lla, target_lla = options
@@ -248,10 +308,10 @@ def _read(
         kind = (NdpKind.ROUTER_ADVERTISEMENT if icmp_type == ROUTER_ADVERTISEMENT
                 else NdpKind.ROUTER_SOLICITATION)
         return kind, None, 0, source_lla, None
-    target = message[8:24]
+    target = body[4:20]  # after the flags/reserved word
     if target[0] == 0xFF:  # 7.1.1 and 7.1.2: "Target Address is not a multicast address."
         return NdpProblem.TARGET_MULTICAST
-    flags = message[4]
+    flags = body[0]
     if icmp_type == NEIGHBOR_ADVERTISEMENT:
         # 7.1.2: "If the IP Destination Address is a multicast address the Solicited flag is
         # zero." A DAD defense goes to all-nodes with S clear (7.2.4), so an NA "answering" a
@@ -272,21 +332,21 @@ def _read(
     return NdpKind.DAD_PROBE, target, 0, None, target_lla
 
 
-def _options(message: bytes, at: int) -> tuple[bytes | None, bytes | None] | NdpProblem:
+def _options(body: bytes, at: int) -> tuple[bytes | None, bytes | None] | NdpProblem:
     """The first source and target link-layer address options (RFC 4861 4.6.1); others are
     skipped ("Receivers MUST silently ignore any options they do not recognize", 4.6)."""
     source_lla = target_lla = None
-    while at < len(message):
-        if at + 2 > len(message):
+    while at < len(body):
+        if at + 2 > len(body):
             return NdpProblem.BAD_OPTION_LENGTH
-        kind, units = message[at], message[at + 1]
+        kind, units = body[at], body[at + 1]
         end = at + 8 * units
         # "All included options have a length that is greater than zero." (7.1.1) and an
-        # option must end inside the message (4.6: length in units of 8 octets)
-        if units == 0 or end > len(message):
+        # option must end inside the body (4.6: length in units of 8 octets)
+        if units == 0 or end > len(body):
             return NdpProblem.BAD_OPTION_LENGTH
         if kind in (_OPT_SOURCE_LLA, _OPT_TARGET_LLA):
-            mac = message[at + 2 : at + 8]
+            mac = body[at + 2 : at + 8]
             # on Ethernet the option is 8 octets (RFC 2464 section 8); a zero, broadcast or
             # multicast MAC is never a station's (as for an ARP sender MAC)
             if units != 1 or sender_mac_problem(mac) is not None:
@@ -320,7 +380,7 @@ def _checksum_ok(message: bytes, src: bytes, dst: bytes) -> bool:
 NDP_EXPRESSION = "(icmp6 and ip6[40] >= 133 and ip6[40] <= 136)"
 """RS, RA, NS, NA. `ip6[40]` is the first byte after the fixed IPv6 header: the ICMPv6 type
 only when no extension header comes first (libpcap's `icmp6` checks the fixed header's next
-header, it does not walk extension headers). See the module docstring for why that is enough."""
+header, it does not walk extension headers). The module docstring says what that leaves out."""
 
 
 def tagged_filter(expression: str, max_tags: int = MAX_TAGS) -> str:
