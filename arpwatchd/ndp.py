@@ -11,8 +11,9 @@ the ICMPv6 type, code and checksum field. dpkt.icmp6 knows the ND type numbers o
 models no ND body, so the reserved/flags word, the target and the options are read here
 from the ICMPv6 payload bytes dpkt hands over. dpkt verifies no checksum either: this module
 does (RFC 4443 2.3). Whatever dpkt raises on cut or hostile bytes (`dpkt.UnpackError` and its
-`NeedData`, and an `AttributeError` from its fragment check on some header chains) becomes a
-skip or a problem below, never a traceback. tests/test_ndp.py checks the decoder against
+`NeedData`, an `AttributeError` from its fragment check on some header chains, a
+`RecursionError` on deeply nested packets: `_DPKT_ERRORS`) becomes a skip or a problem
+below, never a traceback. tests/test_ndp.py checks the decoder against
 independent struct reads of random headers and hand-built frames.
 
 A new NA or NS costs ~18-19 us here (timeit on this loaded machine, load ~10), against
@@ -77,10 +78,13 @@ _OPT_TARGET_LLA = 2
 _ICMP6_HEADER = struct.Struct("!BBH")
 """Type, code, checksum: dpkt's fields packed again, for the checksum over the message."""
 _NEXT_HEADER_FRAGMENT = 44
-_DPKT_ERRORS = (dpkt.UnpackError, AttributeError)
+_DPKT_ERRORS = (dpkt.UnpackError, AttributeError, RecursionError)
 """What `dpkt.ip6.IP6` raises on cut or hostile bytes: `UnpackError` (and `NeedData`, its
 subclass) for a header cut short, `AttributeError` from its fragment check when a Fragment
-header is followed by another extension header (dpkt reads `frag_off` off the last one)."""
+header is followed by another extension header (dpkt reads `frag_off` off the last one), and
+`RecursionError` on deep nesting: dpkt parses the packet inside an ICMPv6 error, or inside
+IPv6-in-IPv6, recursively, so a 9 KB jumbo frame of nested errors (48 bytes a level) or
+16 KB of nested IPv6 pass the interpreter's limit (tests/test_ndp.py builds both)."""
 _SOLICITED_NODE_PREFIX = b"\xff\x02" + bytes(9) + b"\x01\xff"
 """ff02::1:ff00:0/104 (RFC 4291 2.7.1); addresses are checked as raw bytes, and become
 `IPv6Address` values only in the result (each costs ~0.5 us)."""

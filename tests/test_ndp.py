@@ -310,6 +310,26 @@ def test_an_icmpv6_header_cut_short_is_truncated() -> None:
     assert problem_of(raw[:18] + b"\0\0" + raw[20:]) is NdpProblem.TRUNCATED  # jumbo / TSO
 
 
+def _nested(levels: int, next_header: int) -> bytes:
+    """An IPv6 packet in an ICMPv6 error (58) or in IPv6 (41), `levels` deep, on Ethernet."""
+    inner = b""
+    for _ in range(levels):
+        if next_header == 58:  # destination unreachable: 4-byte header, unused word, packet
+            inner = bytes([1, 0, 0, 0]) + bytes(4) + inner
+        inner = (struct.pack("!IHBB", 0x6000_0000, len(inner), next_header, 255) + bytes(32)
+                 + inner)
+    return parse_mac(B) + parse_mac(A) + b"\x86\xdd" + inner
+
+
+@pytest.mark.parametrize("next_header", [58, 41])
+def test_deeply_nested_packets_are_not_ndp(next_header: int) -> None:
+    """dpkt parses nested packets recursively: 200 levels of ICMPv6 errors (9.6 KB, a jumbo
+    frame) or 400 of IPv6-in-IPv6 (16 KB, as a GRO-merged capture can be) pass Python's
+    recursion limit inside dpkt."""
+    assert decode_ndp(_nested(200 if next_header == 58 else 400, next_header)) is NdpSkip.NOT_NDP
+    assert decode_ndp(_nested(10, next_header)) is NdpSkip.NOT_NDP
+
+
 EXTENSION = st.sampled_from([HOP_BY_HOP, ROUTING, FRAGMENT, ESP, AH, DESTINATION, 58, 17])
 
 
