@@ -70,7 +70,11 @@ from arpwatchd.state import (
     conflict_deadline,
     glbp_pair,
     new_tuple,
+    pack_binding,
+    packed_last_seen,
+    packed_refresh,
     rhythm,
+    unpack_binding,
 )
 
 __all__ = ["ActiveConflict", "Binding", "BindingRecord", "Steady", "StoreChanges", "Tracker",
@@ -88,7 +92,8 @@ class Tracker:
         self._domains: list[tuple[str, int | None]] = []
         self._networks: list[tuple[NetworkRule, ...]] = []
         self._counts: list[int] = []
-        self._bindings: dict[int, Binding] = {}
+        self._bindings: dict[int, bytes] = {}
+        """Key -> packed binding (`state.pack_binding`), least recently seen first."""
         self._unsettled: dict[int, Unsettled] = {}
         self._heap: list[tuple[float, int]] = []
         self._next_deadline = INF
@@ -212,19 +217,20 @@ class Tracker:
 
     def last_seen(self, key: int) -> float:
         """When the binding `key` was last refreshed (-inf when there is none)."""
-        b = self._bindings.get(key)
-        return b.last_seen if b is not None else -INF
+        raw = self._bindings.get(key)
+        return packed_last_seen(raw) if raw is not None else -INF
 
     def answers_owner(self, key: int, mac: bytes) -> bool:
         """Whether a reply to `mac` for address `key` goes to its owner (or a MAC that may
         share the address with it): what a reply says about its target agrees."""
-        b = self._bindings.get(key)
-        if b is None:
+        raw = self._bindings.get(key)
+        if raw is None:
             return False
-        if b.mac == mac or glbp_pair(b.mac, mac):
+        owner = raw[:6]
+        if owner == mac or glbp_pair(owner, mac):
             return True
         interface, vlan = self._domains[key >> 32]
-        return self.policy.same_group(interface, vlan, key & 0xFFFFFFFF, b.mac, mac)
+        return self.policy.same_group(interface, vlan, key & 0xFFFFFFFF, owner, mac)
 
     @property
     def answers(self) -> dict[int, tuple[bytes, bytes, float]]:
@@ -243,11 +249,14 @@ class Tracker:
         repeat ending `inactive_after` of silence is not one: `fastpath` leaves it to
         `observe`, which reports the new activity)."""
         bindings = self._bindings
+        refreshed = self._refreshed
         for repeat in repeats:
             key = repeat.key
-            b = bindings[key]
-            if repeat.last > b.last_seen:
-                self._touch(key, b, repeat.last)
+            raw = bindings[key]
+            if repeat.last > packed_last_seen(raw):
+                del bindings[key]  # re-inserted at the end: dict order is least recently seen
+                bindings[key] = packed_refresh(raw, repeat.last)  # first
+                refreshed.add(key)
 
     def reconfigure(self, policy: TrackerPolicy) -> None:
         """Swaps in new settings (SIGHUP) keeping every binding and pending state."""
@@ -268,7 +277,8 @@ class Tracker:
             key = dom << 32 | rec.ip
             if key not in self._bindings:
                 self._counts[dom] += 1
-            self._bindings[key] = Binding(rec.mac, rec.first_seen, rec.last_seen, rec.previous)
+            self._bindings[key] = pack_binding(rec.mac, rec.first_seen, rec.last_seen,
+                                               rec.previous)
             self._senders.get(rec.mac, rec.last_seen).owned += 1
         if len(self._bindings) > self.policy.max_bindings:
             self._evict(len(self._bindings) - self.policy.max_bindings)
@@ -288,8 +298,8 @@ class Tracker:
             changed.extend(fresh)
             left = None if left is None else max(0, left - len(fresh))
         gone = list(islice(self._removed, left))
-        upserts = [self._record(key, b) for key in changed
-                   if (b := bindings.get(key)) is not None]
+        upserts = [self._record(key, raw) for key in changed
+                   if (raw := bindings.get(key)) is not None]
         removed = [(*self._domains[key >> 32], key & 0xFFFFFFFF)
                    for key in gone if key not in bindings]
         return StoreChanges(upserts, removed, False, changed, gone)
@@ -325,7 +335,7 @@ class Tracker:
         return len(self._changed) + len(self._removed)
 
     def bindings(self) -> list[BindingRecord]:
-        return [self._record(key, b) for key, b in self._bindings.items()]
+        return [self._record(key, raw) for key, raw in self._bindings.items()]
 
     def snapshot(self, max_conflict_series: int = 200) -> TrackerStats:
         conflicts: list[ActiveConflict] = []
@@ -360,13 +370,14 @@ class Tracker:
         """Applies a claim; True when it only refreshed the claimant's own settled binding."""
         key = dom << 32 | frame.spa
         sha = frame.sha
-        b = self._bindings.get(key)
-        u = self._unsettled.get(key) if self._unsettled else None
-        if u is not None and b is not None:
-            self._claim_unsettled(frame, dom, key, b, u, ts, solicited, events)
-        elif b is None:
+        raw = self._bindings.get(key)
+        if raw is None:
             self._new_binding(frame, dom, key, ts, events)
             return self._created
+        b = unpack_binding(raw)
+        u = self._unsettled.get(key) if self._unsettled else None
+        if u is not None:
+            self._claim_unsettled(frame, dom, key, b, u, ts, solicited, events)
         elif b.mac == sha or glbp_pair(b.mac, sha):
             if ts - b.last_seen >= self.policy.inactive_after:
                 events.append(self._event(ts, EventKind.NEW_ACTIVITY, dom, frame.spa, b.mac,
@@ -384,7 +395,7 @@ class Tracker:
         if len(self._bindings) >= self.policy.max_bindings:
             self._evict(max(1, self.policy.max_bindings // 64))
         # no version bump: see _reply_evidence
-        self._bindings[key] = new_tuple(Binding, (sha, ts, ts, ()))
+        self._bindings[key] = pack_binding(sha, ts, ts)
         self._counts[dom] += 1
         self._changed.add(key)
         self._senders.get(sha, ts).owned += 1
@@ -615,8 +626,11 @@ class Tracker:
 
     def _probe(self, frame: ArpFrame, dom: int, ts: float, events: list[Event]) -> None:
         key = dom << 32 | frame.tpa
-        b = self._bindings.get(key)
-        if b is None or b.mac == frame.sha or glbp_pair(b.mac, frame.sha):
+        raw = self._bindings.get(key)
+        if raw is None:
+            return
+        b = unpack_binding(raw)
+        if b.mac == frame.sha or glbp_pair(b.mac, frame.sha):
             return
         if ts - b.last_seen <= self.policy.hold:
             self._probe_in_use(dom, frame.tpa, frame.sha, b.mac, ts, events)
@@ -648,11 +662,12 @@ class Tracker:
         if tpa == frame.spa or tha in (ZERO_MAC, BROADCAST_MAC) or tha[0] & 1:
             return True
         tkey = dom << 32 | tpa
-        bt = self._bindings.get(tkey)
-        if bt is None:
+        raw = self._bindings.get(tkey)
+        if raw is None:
             return False  # a binding may appear for tpa: new bindings do not bump the version
         if self.answers_owner(tkey, tha):
             return True
+        bt = unpack_binding(raw)
         u = self._unsettled.get(tkey)
         if u is None and ts - bt.last_seen <= self.policy.hold:
             self._start_conflict(tkey, dom, ts, {bt.mac: bt.last_seen, tha: ts}, bt.mac, tha,
@@ -672,7 +687,8 @@ class Tracker:
 
     def _suspect(self, key: int, a: bytes, b: bytes) -> bytes | None:
         """`Senders.suspect`, not counting the contested address as "another IP of its own"."""
-        holder = self._bindings[key].mac if key in self._bindings else None
+        raw = self._bindings.get(key)
+        holder = raw[:6] if raw is not None else None
         return self._senders.suspect(a, b, holder)
 
     def _mismatch(self, frame: ArpFrame, dom: int, ts: float, events: list[Event]) -> None:
@@ -749,7 +765,7 @@ class Tracker:
             if u is None or u.deadline != deadline:
                 continue
             if u.phase is Phase.HOLD and u.pending is not None:
-                self._hold_to_conflict(key, key >> 32, self._bindings[key], u, u.old_mac,
+                self._hold_to_conflict(key, key >> 32, self._binding(key), u, u.old_mac,
                                        u.pending, u.pending_reason, events)
             elif u.phase is Phase.HOLD:
                 self._end_hold(key, u, events)
@@ -760,7 +776,7 @@ class Tracker:
     def _end_hold(self, key: int, u: Unsettled, events: list[Event]) -> None:
         del self._unsettled[key]
         self._changed.add(key)
-        b = self._bindings[key]
+        b = self._binding(key)
         if u.takeover is not Takeover.PLAIN:
             kind = EventKind.FAILOVER
         elif u.reused:
@@ -789,7 +805,7 @@ class Tracker:
         silent = ranked[1][0]
         ended = ranked[1][1] + hold
         del self._unsettled[key]
-        b = self._bindings[key]
+        b = self._binding(key)
         if b.mac != survivor:
             self._move(key, b, survivor, b.last_seen)
         else:
@@ -822,14 +838,13 @@ class Tracker:
         bindings = self._bindings
         del bindings[key]  # re-insert at the end: dict order is least-recently-seen first
         # a capture merged from two taps can step back a little: last_seen never does
-        bindings[key] = new_tuple(Binding, (b.mac, b.first_seen, max(ts, b.last_seen),
-                                            b.previous))
+        bindings[key] = pack_binding(b.mac, b.first_seen, max(ts, b.last_seen), b.previous)
         self._refreshed.add(key)
 
     def _move(self, key: int, b: Binding, mac: bytes, ts: float) -> None:
         previous = (b.mac, *tuple(m for m in b.previous if m != mac))[:MAX_PREVIOUS]
         del self._bindings[key]
-        self._bindings[key] = Binding(mac, ts, ts, previous)
+        self._bindings[key] = pack_binding(mac, ts, ts, previous)
         self._restructured(key)
         self._changed.add(key)
         old_stats = self._senders.peek(b.mac)
@@ -843,14 +858,14 @@ class Tracker:
         unsettled = self._unsettled
         victims = list(islice((k for k in self._bindings if k not in unsettled), count))
         for key in victims:
-            b = self._bindings.pop(key)
+            owner = self._bindings.pop(key)[:6]
             self._restructured(key)
             self._counts[key >> 32] -= 1
             self._changed.discard(key)
             self._refreshed.discard(key)
             if not self._rewrite:
                 self._removed.add(key)
-            stats = self._senders.peek(b.mac)
+            stats = self._senders.peek(owner)
             if stats is not None and stats.owned > 0:
                 stats.owned -= 1
         self.evicted += len(victims)
@@ -858,8 +873,12 @@ class Tracker:
             self._rewrite = True
             self._removed.clear()
 
-    def _record(self, key: int, b: Binding) -> BindingRecord:
+    def _binding(self, key: int) -> Binding:
+        return unpack_binding(self._bindings[key])
+
+    def _record(self, key: int, raw: bytes) -> BindingRecord:
         interface, vlan = self._domains[key >> 32]
+        b = unpack_binding(raw)
         u = self._unsettled.get(key)
         return new_tuple(BindingRecord, (interface, vlan, key & 0xFFFFFFFF, b.mac, b.first_seen,
                                          b.last_seen, b.previous, u.phase.value if u else "ok"))
