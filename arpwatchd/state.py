@@ -80,6 +80,7 @@ class Steady:
     def __init__(self, key: int, dom: int, stats: SenderStats, asked: bytes, target: int,
                  is_request: bool, depends: int, asked_any: bytes, tha: bytes,
                  sha: bytes) -> None:
+        stats.share()  # the fast path reads and rolls its scan window
         self.key = key
         self.dom = dom
         self.stats = stats

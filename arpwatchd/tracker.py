@@ -49,9 +49,9 @@ from itertools import islice
 
 from arpwatchd.addresses import BROADCAST_MAC, ZERO_MAC, ip_text, mac_text, virtual_router
 from arpwatchd.decode import ArpFrame, ArpKind
-from arpwatchd.events import ConflictReason, Event, EventKind
+from arpwatchd.events import ConflictReason, Event, EventKind, EventLimiter
 from arpwatchd.policy import NetworkRule, TrackerPolicy
-from arpwatchd.senders import Recent, Senders, trim_oldest
+from arpwatchd.senders import Recent, Senders, SenderStats, trim_oldest
 from arpwatchd.state import (
     INF,
     MAX_CONFLICT_MEMBERS,
@@ -79,6 +79,10 @@ from arpwatchd.state import (
 
 __all__ = ["ActiveConflict", "Binding", "BindingRecord", "Steady", "StoreChanges", "Tracker",
            "TrackerStats"]
+
+_BARE = (None,) * 9
+"""An event's fields after vlan, for one the limiter will drop (it reads kind, time, interface
+and vlan)."""
 
 MAX_REMOVALS_KEPT = 200_000
 """Evicted keys remembered for the store; beyond, it is rewritten whole. Writes come every
@@ -123,23 +127,34 @@ class Tracker:
         """Bumped when a binding changes owner, becomes unsettled or goes (see `Steady`)."""
         self.restructured: set[int] | None = set()
         """Keys changed since the fast path last looked; None means anything may have."""
-        self.steady: Steady | None = None
-        """Set by `observe` when an identical frame would only refresh its sender's own
-        settled claim: this frame refreshed it, or created it (`steady_created`)."""
+        self._steady: Steady | None = None
+        self._steady_of: tuple[bool, int, int, SenderStats, bytes, bytes, int] | None = None
+        """What `steady` is built from: (is a request, then `Steady.request`'s arguments)."""
         self.steady_created = False
         self._created = False
         self._senders_evicted = 0
+        self.gate: EventLimiter | None = None
+        """The limiter every event of `observe` will meet, if the caller gives it: an event
+        it will surely drop is built bare (no addresses formatted, `EventLimiter.surely_drops`)."""
+        self._latest = -INF
+        """The latest packet time observed (no event of `observe` is later)."""
 
     # ----------------------------------------------------------------- public API
 
     def observe(self, frame: ArpFrame, ts: float) -> list[Event]:
         """Feeds one decoded frame seen at packet time `ts`; returns the events it causes."""
         events: list[Event] = []
-        self.steady = None
+        self._steady = self._steady_of = None
+        self.steady_created = False
+        if ts > self._latest:  # noqa: PLR1730  (max() is a call: once per frame)
+            self._latest = ts
         if ts >= self._next_deadline:
             self._expire(ts, events)
-        dom = self._domain(frame.interface, frame.vlan)
+        dom = self._domain_ids.get((frame.interface, frame.vlan))
+        if dom is None:
+            dom = self._domain(frame.interface, frame.vlan)
         kind = frame.kind
+        mismatch = frame.eth_src is not None and frame.eth_src != frame.sha
         # Replies to requests are a host's normal workload (a gateway answers hundreds), so
         # only frames a MAC sends on its own initiative count towards a flood.
         solicited = kind is not ArpKind.REPLY or self._solicited(frame, dom, ts)
@@ -152,7 +167,7 @@ class Tracker:
         if kind is ArpKind.INVALID:
             self._invalid(frame, dom, ts, events)
             return events
-        if frame.ethernet_mismatch:
+        if mismatch:
             self._mismatch(frame, dom, ts, events)
         if frame.op == 1:  # requests, probes and gratuitous requests all ask for tpa
             self._asked.note(ask_key(dom, frame.tpa, frame.sha), ts)
@@ -178,7 +193,7 @@ class Tracker:
             self._restructured(None)
         # a new station's own report aside, nothing else may have happened
         quiet = quiet and len(events) == int(self._created)
-        if refreshed and stable and solicited and quiet and not frame.ethernet_mismatch:
+        if refreshed and stable and solicited and quiet and not mismatch:
             self._note_steady(frame, dom, kind)
             self.steady_created = self._created
         return events
@@ -189,15 +204,29 @@ class Tracker:
             stats = self._senders.peek(sender)
             if stats is None or stats is not self._senders.peek(frame.sha):
                 return
-            self.steady = Steady.request(dom, frame.spa, stats, frame.sha, frame.tha, frame.tpa)
+            self._steady_of = (True, dom, frame.spa, stats, frame.sha, frame.tha, frame.tpa)
         elif kind is ArpKind.REPLY and frame.tha not in (ZERO_MAC, BROADCAST_MAC):
             stats = self._senders.peek(frame.sha)
             if stats is not None:
-                self.steady = Steady.reply(dom, frame.spa, stats, frame.sha, frame.tha, frame.tpa)
+                self._steady_of = (False, dom, frame.spa, stats, frame.sha, frame.tha, frame.tpa)
+
+    @property
+    def steady(self) -> Steady | None:
+        """Set by `observe` when an identical frame would only refresh its sender's own
+        settled claim: this frame refreshed it, or created it (`steady_created`). Built when
+        first asked for: under a flood of new stations nobody asks (`fastpath` remembers
+        none), and building it readies its sender's scan window for the fast path."""
+        if self._steady is None and self._steady_of is not None:
+            request, dom, spa, stats, sha, tha, tpa = self._steady_of
+            make = Steady.request if request else Steady.reply
+            self._steady = make(dom, spa, stats, sha, tha, tpa)
+        return self._steady
 
     def tick(self, now: float) -> list[Event]:
         """Advances time on a quiet network (or to +inf at the end of a replay)."""
         events: list[Event] = []
+        if now > self._latest:  # noqa: PLR1730  (as in observe)
+            self._latest = now
         if now >= self._next_deadline:
             self._expire(now, events)
         return events
@@ -399,12 +428,13 @@ class Tracker:
         self._counts[dom] += 1
         self._changed.add(key)
         self._senders.get(sha, ts).owned += 1
-        interface, vlan = self._domains[dom]
-        rule = self.policy.protection(interface, vlan, ip)
-        if rule is not None and not rule.allows(sha):
-            self._start_conflict(key, dom, ts, {rule.mac: INF, sha: ts}, sha, rule.mac,
-                                 ConflictReason.OWNED_ADDRESS_CLAIMED, sha, events)
-            return
+        if self.policy.protected:
+            interface, vlan = self._domains[dom]
+            rule = self.policy.protection(interface, vlan, ip)
+            if rule is not None and not rule.allows(sha):
+                self._start_conflict(key, dom, ts, {rule.mac: INF, sha: ts}, sha, rule.mac,
+                                     ConflictReason.OWNED_ADDRESS_CLAIMED, sha, events)
+                return
         networks = self._networks[dom]
         if networks and not any(rule.contains(ip) for rule in networks):
             events.append(self._event(ts, EventKind.BOGON, dom, ip, sha))
@@ -878,10 +908,9 @@ class Tracker:
 
     def _record(self, key: int, raw: bytes) -> BindingRecord:
         interface, vlan = self._domains[key >> 32]
-        b = unpack_binding(raw)
         u = self._unsettled.get(key)
-        return new_tuple(BindingRecord, (interface, vlan, key & 0xFFFFFFFF, b.mac, b.first_seen,
-                                         b.last_seen, b.previous, u.phase.value if u else "ok"))
+        return new_tuple(BindingRecord, (interface, vlan, key & 0xFFFFFFFF, *unpack_binding(raw),
+                                         u.phase.value if u else "ok"))
 
     def _event(
         self,
@@ -899,6 +928,9 @@ class Tracker:
         duration: float | None = None,
     ) -> Event:
         interface, vlan = self._domains[dom]
+        gate = self.gate
+        if gate is not None and gate.surely_drops(kind, self._latest):
+            return new_tuple(Event, (ts, kind, interface, vlan, *_BARE))
         # Event's fields in order (one event per new station under a flood)
         return new_tuple(Event, (
             ts, kind, interface, vlan, ip_text(ip) if ip is not None else None,
