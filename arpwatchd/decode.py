@@ -27,6 +27,7 @@ SUPPORTED_LINKTYPES = {
 }
 
 ETH_TYPE_ARP = 0x0806
+_ARP_TYPE = ETH_TYPE_ARP.to_bytes(2, "big")
 VLAN_TPIDS = frozenset({0x8100, 0x88A8, 0x9100})
 """The tag types libpcap's `vlan` filter keyword knows (802.1Q, 802.1ad, pre-standard QinQ):
 a tag the capture filter cannot see past never reaches the decoder (`capture.arp_filter`)."""
@@ -151,6 +152,8 @@ class Decoder:
     def _ethernet(self, frame: bytes) -> ArpFrame | SkipReason:
         if len(frame) < 14:
             return SkipReason.TRUNCATED_LINK_HEADER
+        if frame[12:14] == _ARP_TYPE:  # untagged: what `_tags` would do, two calls sooner
+            return self._arp(frame[14:], None, frame[6:12], frame[0:6])
         return self._after_type(frame, 12, frame[6:12], frame[0:6])
 
     def _sll(self, frame: bytes) -> ArpFrame | SkipReason:

@@ -44,6 +44,10 @@ at a time (`Store.compact`; the rows built for a fold are transient memory)."""
 JOURNAL_MAX = 1_048_576
 """Journal records past which every clock tick, idle or not, folds some, and so does every
 write (a replay has no ticks), so a long flood cannot grow the state file without bound."""
+WRITE_FOLD = 16_384
+"""Journal records a write folds past JOURNAL_MAX: a write adds about a thousand under a flood,
+so this keeps up, and the fold's rows (transient, ~450 bytes each) stay a few MiB: 65,536 at a
+time made a capped flood's RSS step up by 30 MiB once the journal reached JOURNAL_MAX."""
 OWN_FRAMES_KEPT = 1024
 _KIND = itemgetter(1)
 """An `Event`'s kind (its second field)."""
@@ -331,7 +335,7 @@ class Sensor:
             with self.stats.lock:
                 self.stats.store_writes += 1
         if self.store.journal_records > JOURNAL_MAX and not now:  # ticks fold their own
-            self._compact()
+            self._compact(WRITE_FOLD)
         if self.store_error is not None:
             log.warning("%s: state store writable again; the %d changes that waited are "
                         "stored", self.store.path, stored)
