@@ -17,7 +17,9 @@ BASE_PYTHON=${ARPWATCHD_PYTHON:-/usr/bin/python3}
 RUN_PACKAGES=(python3 python3-venv ieee-data libcap2-bin gcc python3-dev)
 TEST_PACKAGES=(iproute2 iputils-arping iputils-ping tcpdump prometheus arpwatch tcpreplay procps
     # the real tools of the live tests: failover daemons, spoofers and scanners
-    keepalived ucarp dsniff ettercap-text-only bettercap arp-scan nmap)
+    keepalived ucarp dsniff ettercap-text-only bettercap arp-scan nmap
+    # IPv6 neighbour discovery (issue 17): thc-ipv6 attack tools and ndisc6
+    thc-ipv6 ndisc6)
 
 as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else

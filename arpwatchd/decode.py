@@ -52,6 +52,33 @@ class SkipReason(StrEnum):
     TOO_MANY_TAGS = "too_many_vlan_tags"
 
 
+def walk_tags(
+    frame: bytes, ethertype: int, at: int
+) -> tuple[int, int, int | None] | SkipReason:
+    """Steps over up to `MAX_TAGS` VLAN tags starting at `at`, where `ethertype` was read.
+
+    Shared by the ARP decoder and `arpwatchd.ndp`, so both see the same domain for a frame.
+
+    Returns:
+        (the ethertype after the tags, the offset of the payload, the outer VLAN id or None;
+        VID 0 is an 802.1p priority tag, not a VLAN), or the reason the frame is skipped.
+    """
+    vlan: int | None = None
+    tags = 0
+    while ethertype in VLAN_TPIDS:
+        tags += 1
+        if tags > MAX_TAGS:
+            return SkipReason.TOO_MANY_TAGS
+        if len(frame) < at + 4:
+            return SkipReason.TRUNCATED_LINK_HEADER
+        vid = _U16.unpack_from(frame, at)[0] & 0x0FFF
+        if vlan is None and vid != 0:
+            vlan = vid
+        ethertype = _U16.unpack_from(frame, at + 2)[0]
+        at += 4
+    return ethertype, at, vlan
+
+
 class ArpKind(StrEnum):
     REQUEST = "request"
     REPLY = "reply"
@@ -183,19 +210,12 @@ class Decoder:
     def _tags(
         self, frame: bytes, ethertype: int, at: int, src: bytes | None, dst: bytes | None
     ) -> ArpFrame | SkipReason:
-        vlan: int | None = None
-        tags = 0
-        while ethertype in VLAN_TPIDS:
-            tags += 1
-            if tags > MAX_TAGS:
-                return SkipReason.TOO_MANY_TAGS
-            if len(frame) < at + 4:
-                return SkipReason.TRUNCATED_LINK_HEADER
-            vid = _U16.unpack_from(frame, at)[0] & 0x0FFF
-            if vlan is None and vid != 0:  # VID 0 is an 802.1p priority tag, not a VLAN
-                vlan = vid
-            ethertype = _U16.unpack_from(frame, at + 2)[0]
-            at += 4
+        if ethertype == ETH_TYPE_ARP:  # untagged: the common case costs no call
+            return self._arp(frame[at:], None, src, dst)
+        walked = walk_tags(frame, ethertype, at)
+        if isinstance(walked, SkipReason):
+            return walked
+        ethertype, at, vlan = walked
         if ethertype != ETH_TYPE_ARP:
             return SkipReason.NOT_ARP
         return self._arp(frame[at:], vlan, src, dst)

@@ -20,8 +20,22 @@ _TPID_8021Q = 0x8100
 _TPID_8021AD = 0x88A8
 
 
-def _mac(value: bytes | str) -> bytes:
+def as_mac(value: bytes | str) -> bytes:
+    """A MAC given as 6 bytes or as text (any form `parse_mac` reads)."""
     return value if isinstance(value, bytes) else parse_mac(value)
+
+
+def ethernet_header(
+    dst: bytes, src: bytes, ethertype: int, vlan: int | None, outer_vlan: int | None
+) -> bytes:
+    """Destination, source, an 802.1ad service tag (`outer_vlan`) outside an 802.1Q tag
+    (`vlan`) where given, and the ethertype: shared by the ARP and NDP builders."""
+    tags = b""
+    if outer_vlan is not None:
+        tags += struct.pack("!HH", _TPID_8021AD, outer_vlan & 0x0FFF)
+    if vlan is not None:
+        tags += struct.pack("!HH", _TPID_8021Q, vlan & 0x0FFF)
+    return dst + src + tags + struct.pack("!H", ethertype)
 
 
 def _ip(value: int | str) -> bytes:
@@ -46,18 +60,13 @@ def arp_frame(
     `vlan` adds an 802.1Q tag; `outer_vlan` adds an 802.1ad service tag outside it (QinQ).
     `pad` pads to the 60-byte Ethernet minimum as a NIC would on the wire.
     """
-    sender = _mac(sha)
+    sender = as_mac(sha)
     arp = dpkt.arp.ARP(
-        op=op, sha=sender, spa=_ip(spa), tha=_mac(tha), tpa=_ip(tpa)
+        op=op, sha=sender, spa=_ip(spa), tha=as_mac(tha), tpa=_ip(tpa)
     )
-    src = _mac(eth_src) if eth_src is not None else sender
-    dst = _mac(eth_dst) if eth_dst is not None else BROADCAST_MAC
-    tags = b""
-    if outer_vlan is not None:
-        tags += struct.pack("!HH", _TPID_8021AD, outer_vlan & 0x0FFF)
-    if vlan is not None:
-        tags += struct.pack("!HH", _TPID_8021Q, vlan & 0x0FFF)
-    frame = dst + src + tags + struct.pack("!H", dpkt.ethernet.ETH_TYPE_ARP) + bytes(arp)
+    src = as_mac(eth_src) if eth_src is not None else sender
+    dst = as_mac(eth_dst) if eth_dst is not None else BROADCAST_MAC
+    frame = ethernet_header(dst, src, dpkt.ethernet.ETH_TYPE_ARP, vlan, outer_vlan) + bytes(arp)
     if pad and len(frame) < 60:
         frame += b"\x00" * (60 - len(frame))
     return frame

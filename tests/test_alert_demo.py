@@ -56,7 +56,8 @@ def _stand_in_venv(folder: Path) -> Path:
 
 
 def _firing(out: str) -> None:
-    assert "FIRING ArpwatchdAddressConflict (critical): ARP conflict on 192.168.10.1" in out
+    assert ("FIRING ArpwatchdAddressConflict (critical): ARP conflict on 192.168.10.1 "
+            "(sensor demo, ") in out
     assert re.search(r"http://127\.0\.0\.1:\d+/alerts", out), out
 
 

@@ -204,6 +204,22 @@ def test_rules_have_runbook_annotations() -> None:
         assert rule["annotations"]["runbook"].lstrip().startswith("1. ")
 
 
+SENSOR_NAME = "{{ with $labels.sensor }}sensor {{ . }}{{ else }}{{ $labels.instance }}{{ end }}"
+
+
+def test_every_alert_summary_names_the_sensor() -> None:
+    """A fleet's notification must say which sensor saw it: the `sensor` target label of
+    deploy/prometheus.yml, else the instance. Only the rule about no target at all (absent())
+    has no sensor to name. alerts_test.yml checks the rendered texts, with and without the
+    label."""
+    for rule in _rules():
+        if rule["expr"].startswith("absent("):
+            continue
+        assert SENSOR_NAME in rule["annotations"]["summary"], rule["alert"]
+        if " by (" in rule["expr"]:
+            assert re.search(r"by \([^)]*\bsensor\b", rule["expr"]), rule["alert"]
+
+
 def test_every_alert_is_unit_tested() -> None:
     with open(DASHBOARDS / "alerts_test.yml", encoding="utf-8") as f:
         doc = yaml.safe_load(f)

@@ -170,6 +170,26 @@ class DaemonPair(Pair):
         self.start_node(self.master)
 
 
+def keepalived_config(
+    host: Host, instance: str, vrid: int, vip: str, *, master: bool, extra: str = ""
+) -> str:
+    """One VRRP instance on the host's interface: the master priority 150, the backup 100,
+    adverts every second, `vip` (with its prefix length) on the interface; `extra` lines
+    go inside the instance (authentication for VRRPv2; IPv6's VRRPv3 has none)."""
+    return (
+        f"global_defs {{\n  router_id {host.name}\n}}\n"
+        f"vrrp_instance {instance} {{\n"
+        f"  state {'MASTER' if master else 'BACKUP'}\n"
+        f"  interface {host.dev}\n"
+        f"  virtual_router_id {vrid}\n"
+        f"  priority {150 if master else 100}\n"
+        "  advert_int 1\n"
+        f"{extra}"
+        f"  virtual_ipaddress {{\n    {vip} dev {host.dev}\n  }}\n"
+        "}\n"
+    )
+
+
 class KeepalivedPair(DaemonPair):
     """keepalived VRRP (v2, physical MACs); the master preempts when it returns."""
 
@@ -177,19 +197,9 @@ class KeepalivedPair(DaemonPair):
     backup_says = "Entering BACKUP STATE"
 
     def config(self, host: Host) -> str:
-        master = host is self.master
-        return (
-            f"global_defs {{\n  router_id {host.name}\n}}\n"
-            f"vrrp_instance {self.tag} {{\n"
-            f"  state {'MASTER' if master else 'BACKUP'}\n"
-            f"  interface {host.dev}\n"
-            f"  virtual_router_id {self.vid}\n"
-            f"  priority {150 if master else 100}\n"
-            "  advert_int 1\n"
-            f"  authentication {{\n    auth_type PASS\n    auth_pass {PASSWORD}\n  }}\n"
-            f"  virtual_ipaddress {{\n    {self.vip}/24 dev {host.dev}\n  }}\n"
-            "}\n"
-        )
+        auth = f"  authentication {{\n    auth_type PASS\n    auth_pass {PASSWORD}\n  }}\n"
+        return keepalived_config(host, self.tag, self.vid, f"{self.vip}/24",
+                                 master=host is self.master, extra=auth)
 
     def start_node(self, host: Host) -> None:
         conf = self.workdir / f"{host.name}.conf"
