@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import NamedTuple
 
+INF = float("inf")
+
 
 class Severity(StrEnum):
     INFO = "info"
@@ -159,6 +161,8 @@ class EventLimiter:
         self.limit = limit
         self.window = window
         self._window_start: dict[EventKind, float] = {}
+        self._oldest = INF
+        """The earliest of `_window_start` (no window ends before it has, see `filter`)."""
         self._passed: dict[EventKind, int] = {}
         self._dropped: dict[EventKind, Event] = {}
         self._dropped_count: dict[EventKind, int] = {}
@@ -167,27 +171,50 @@ class EventLimiter:
 
     def filter(self, events: list[Event]) -> list[Event]:
         """Returns the events to emit, with suppression summaries in time order."""
-        self.dropped_now = {}
-        if self.limit <= 0:
+        dropped_now: dict[EventKind, int] = {}
+        self.dropped_now = dropped_now
+        limit = self.limit
+        if limit <= 0:
             return events
         out: list[Event] = []
+        window_start, passed, never = self._window_start, self._passed, self.NEVER_DROPPED
         for event in events:
-            self._close_windows(event.ts, out)
+            ts = event.ts
+            # a window ends at the first event `window` after its start; float subtraction
+            # is monotonic, so none ends while the oldest has not
+            if ts - self._oldest >= self.window:
+                self._close_windows(ts, out)
             kind = event.kind
-            if kind in self.NEVER_DROPPED:
+            if kind in never:
                 out.append(event)
                 continue
-            if kind not in self._window_start:
-                self._window_start[kind] = event.ts
-                self._passed[kind] = 0
-            if self._passed[kind] < self.limit:
-                self._passed[kind] += 1
+            if kind not in window_start:
+                window_start[kind] = ts
+                passed[kind] = 0
+                self._oldest = min(self._oldest, ts)
+            if passed[kind] < limit:
+                passed[kind] += 1
                 out.append(event)
             else:
                 self._dropped.setdefault(kind, event)
                 self._dropped_count[kind] = self._dropped_count.get(kind, 0) + 1
-                self.dropped_now[kind] = self.dropped_now.get(kind, 0) + 1
+                dropped_now[kind] = dropped_now.get(kind, 0) + 1
         return out
+
+    def surely_drops(self, kind: EventKind, latest: float) -> bool:
+        """Whether the next `filter` will drop an event of `kind`, given that neither it nor
+        any event before it in that call is later than `latest`: its window is full and
+        stays open until then. The tracker then builds a bare event (`Tracker.gate`): under
+        a flood of new stations, formatting addresses nobody will read was most of an
+        event's cost. Only valid while every event reaches `filter` (no suppression rules,
+        which read the addresses and come first)."""
+        start = self._window_start.get(kind)
+        return (
+            start is not None
+            and latest - start < self.window
+            and self._passed[kind] >= self.limit > 0
+            and kind not in self.NEVER_DROPPED
+        )
 
     def flush(self, now: float) -> list[Event]:
         """Closes windows that ended by `now` (a clock tick or the end of a replay)."""
@@ -218,3 +245,4 @@ class EventLimiter:
                         suppressed_event=kind,
                     )
                 )
+        self._oldest = min(self._window_start.values(), default=INF)

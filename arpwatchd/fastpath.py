@@ -262,8 +262,8 @@ class FastPath:
                 self.flush()
             if (
                 slow(ts, frame)
-                and tracker.steady is not None
                 and (self._remember_new or not tracker.steady_created)
+                and tracker.steady is not None  # built when asked for: not under a flood
             ):
                 self._remember(memo, frame, tracker.steady)
                 if claims_get is not None and (at := _arp_at(frame)):

@@ -26,8 +26,17 @@ def trim_oldest(table: dict[Any, Any], cap: int) -> list[Any]:
     return victims
 
 
+_NO_WINDOW = -1
+_SHARED = -2
+
+
 class SenderStats:
-    """Per-MAC counters. Mutable and slotted: one exists per active MAC, updated per frame."""
+    """Per-MAC counters. Mutable and slotted: one exists per active MAC, updated per frame.
+
+    The addresses a MAC asked for in its scan window are a set only once it asked for two (or
+    the fast path may count them: `share`); until then the one is `scan_first`, so the MACs of
+    a flood, each seen once, cost no set (216 bytes each).
+    """
 
     __slots__ = (
         "flood_count",
@@ -36,6 +45,7 @@ class SenderStats:
         "mismatches",
         "owned",
         "pending",
+        "scan_first",
         "scan_start",
         "scan_targets",
         "scanning",
@@ -49,6 +59,10 @@ class SenderStats:
         self.flooding = False
         self.scan_start = ts
         self.scan_targets: set[int] | None = None
+        """The window's targets; None while they are in `scan_first` (none, or one)."""
+        self.scan_first = _NO_WINDOW
+        """The window's only target while `scan_targets` is None; `_NO_WINDOW` when no window
+        is open, `_SHARED` once the fast path may read the window (then it is a set or None)."""
         self.scanning = False
         self.unsolicited = 0
         self.mismatches = 0
@@ -56,6 +70,13 @@ class SenderStats:
         self.unannounced = 0
         self.pending = 0
         """Frames counted by the fast path, not yet added to flood_count."""
+
+    def share(self) -> None:
+        """Readies the scan window for the fast path (`Steady`), which knows only the set:
+        None there means no window is open. From then on the window is never lazy again."""
+        if self.scan_targets is None and self.scan_first >= 0:
+            self.scan_targets = {self.scan_first}
+        self.scan_first = _SHARED
 
     def suspicion(self, holds_contested: bool = False) -> int:
         """Weight of the evidence against this MAC (DESIGN.md section 3, "suspect")."""
@@ -143,7 +164,19 @@ class Senders:
     def count_target(self, mac: bytes, target: int, ts: float) -> RateAlarm | None:
         stats = self.get(mac, ts)
         targets = stats.scan_targets
-        if targets is None or ts - stats.scan_start >= self._scan_window:
+        first = stats.scan_first
+        if targets is None and first != _SHARED:  # at most one target so far, in scan_first
+            if first == _NO_WINDOW or ts - stats.scan_start >= self._scan_window:
+                if first >= 0 and self._scan_targets >= 1:  # the window ended with one
+                    stats.scanning = False
+                stats.scan_start = ts
+                first = _NO_WINDOW
+            if first in (_NO_WINDOW, target) and self._scan_targets >= 1:
+                stats.scan_first = target  # one target: no alarm, no set
+                return None
+            targets = stats.scan_targets = set() if first == _NO_WINDOW else {first}
+            stats.scan_first = _SHARED  # a set from now on, as if shared
+        elif targets is None or ts - stats.scan_start >= self._scan_window:
             if targets is not None and len(targets) <= self._scan_targets:
                 stats.scanning = False
             stats.scan_start = ts

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections import Counter
 from collections.abc import Callable
+from operator import itemgetter
 
 from arpwatchd.batch import Batch
 from arpwatchd.config import Config
@@ -42,7 +44,13 @@ at a time (`Store.compact`; the rows built for a fold are transient memory)."""
 JOURNAL_MAX = 1_048_576
 """Journal records past which every clock tick, idle or not, folds some, and so does every
 write (a replay has no ticks), so a long flood cannot grow the state file without bound."""
+WRITE_FOLD = 16_384
+"""Journal records a write folds past JOURNAL_MAX: a write adds about a thousand under a flood,
+so this keeps up, and the fold's rows (transient, ~450 bytes each) stay a few MiB: 65,536 at a
+time made a capped flood's RSS step up by 30 MiB once the journal reached JOURNAL_MAX."""
 OWN_FRAMES_KEPT = 1024
+_KIND = itemgetter(1)
+"""An `Event`'s kind (its second field)."""
 
 
 class Sensor:
@@ -61,6 +69,7 @@ class Sensor:
         self.fastpath = FastPath(self.tracker)
         self.limiter = EventLimiter(config.output.events_per_window, config.output.event_window)
         self.suppressor = Suppressor(config.suppress)
+        self._gate()
         self.writer = writer
         self.store = store
         self.stats = stats or SensorStats()
@@ -103,8 +112,14 @@ class Sensor:
         self.limiter.limit = config.output.events_per_window
         self.limiter.window = config.output.event_window
         self.suppressor = Suppressor(config.suppress)
+        self._gate()
         if self.defender is not None:
             self.defender.reconfigure(config.defense)
+
+    def _gate(self) -> None:
+        """Lets the tracker ask the limiter before building an event, when every event it
+        makes meets the limiter in order: suppression rules come first and read addresses."""
+        self.tracker.gate = None if self.suppressor.rules else self.limiter
 
     def decoder(self, interface: str, linktype: int) -> Decoder:
         decoder = Decoder(interface, linktype)
@@ -256,13 +271,16 @@ class Sensor:
 
     def _emit(self, events: list[Event], store_now: bool = False) -> None:
         if events:
+            kinds = Counter(map(_KIND, events))  # a flood's events are of one or two kinds
             with self.stats.lock:
-                for event in events:
-                    self.stats.events[(event.kind.value, event.severity.value)] += 1
-                    if event.kind is EventKind.FAILOVER:
-                        self.stats.failovers[(event.interface, str(event.vlan or ""))] += 1
-                    elif event.kind is EventKind.DEFENSE_FAILED:
-                        self.stats.defense_failures[event.interface] += 1
+                for kind, n in kinds.items():
+                    self.stats.events[(kind.value, kind.severity.value)] += n
+                if EventKind.FAILOVER in kinds or EventKind.DEFENSE_FAILED in kinds:
+                    for event in events:
+                        if event.kind is EventKind.FAILOVER:
+                            self.stats.failovers[(event.interface, str(event.vlan or ""))] += 1
+                        elif event.kind is EventKind.DEFENSE_FAILED:
+                            self.stats.defense_failures[event.interface] += 1
             events, silenced = self.suppressor.split(events)
             if silenced:
                 with self.stats.lock:
@@ -317,7 +335,7 @@ class Sensor:
             with self.stats.lock:
                 self.stats.store_writes += 1
         if self.store.journal_records > JOURNAL_MAX and not now:  # ticks fold their own
-            self._compact()
+            self._compact(WRITE_FOLD)
         if self.store_error is not None:
             log.warning("%s: state store writable again; the %d changes that waited are "
                         "stored", self.store.path, stored)

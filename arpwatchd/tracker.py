@@ -49,9 +49,9 @@ from itertools import islice
 
 from arpwatchd.addresses import BROADCAST_MAC, ZERO_MAC, ip_text, mac_text, virtual_router
 from arpwatchd.decode import ArpFrame, ArpKind
-from arpwatchd.events import ConflictReason, Event, EventKind
+from arpwatchd.events import ConflictReason, Event, EventKind, EventLimiter
 from arpwatchd.policy import NetworkRule, TrackerPolicy
-from arpwatchd.senders import Recent, Senders, trim_oldest
+from arpwatchd.senders import Recent, Senders, SenderStats, trim_oldest
 from arpwatchd.state import (
     INF,
     MAX_CONFLICT_MEMBERS,
@@ -70,11 +70,19 @@ from arpwatchd.state import (
     conflict_deadline,
     glbp_pair,
     new_tuple,
+    pack_binding,
+    packed_last_seen,
+    packed_refresh,
     rhythm,
+    unpack_binding,
 )
 
 __all__ = ["ActiveConflict", "Binding", "BindingRecord", "Steady", "StoreChanges", "Tracker",
            "TrackerStats"]
+
+_BARE = (None,) * 9
+"""An event's fields after vlan, for one the limiter will drop (it reads kind, time, interface
+and vlan)."""
 
 MAX_REMOVALS_KEPT = 200_000
 """Evicted keys remembered for the store; beyond, it is rewritten whole. Writes come every
@@ -88,7 +96,8 @@ class Tracker:
         self._domains: list[tuple[str, int | None]] = []
         self._networks: list[tuple[NetworkRule, ...]] = []
         self._counts: list[int] = []
-        self._bindings: dict[int, Binding] = {}
+        self._bindings: dict[int, bytes] = {}
+        """Key -> packed binding (`state.pack_binding`), least recently seen first."""
         self._unsettled: dict[int, Unsettled] = {}
         self._heap: list[tuple[float, int]] = []
         self._next_deadline = INF
@@ -118,23 +127,34 @@ class Tracker:
         """Bumped when a binding changes owner, becomes unsettled or goes (see `Steady`)."""
         self.restructured: set[int] | None = set()
         """Keys changed since the fast path last looked; None means anything may have."""
-        self.steady: Steady | None = None
-        """Set by `observe` when an identical frame would only refresh its sender's own
-        settled claim: this frame refreshed it, or created it (`steady_created`)."""
+        self._steady: Steady | None = None
+        self._steady_of: tuple[bool, int, int, SenderStats, bytes, bytes, int] | None = None
+        """What `steady` is built from: (is a request, then `Steady.request`'s arguments)."""
         self.steady_created = False
         self._created = False
         self._senders_evicted = 0
+        self.gate: EventLimiter | None = None
+        """The limiter every event of `observe` will meet, if the caller gives it: an event
+        it will surely drop is built bare (no addresses formatted, `EventLimiter.surely_drops`)."""
+        self._latest = -INF
+        """The latest packet time observed (no event of `observe` is later)."""
 
     # ----------------------------------------------------------------- public API
 
     def observe(self, frame: ArpFrame, ts: float) -> list[Event]:
         """Feeds one decoded frame seen at packet time `ts`; returns the events it causes."""
         events: list[Event] = []
-        self.steady = None
+        self._steady = self._steady_of = None
+        self.steady_created = False
+        if ts > self._latest:  # noqa: PLR1730  (max() is a call: once per frame)
+            self._latest = ts
         if ts >= self._next_deadline:
             self._expire(ts, events)
-        dom = self._domain(frame.interface, frame.vlan)
+        dom = self._domain_ids.get((frame.interface, frame.vlan))
+        if dom is None:
+            dom = self._domain(frame.interface, frame.vlan)
         kind = frame.kind
+        mismatch = frame.eth_src is not None and frame.eth_src != frame.sha
         # Replies to requests are a host's normal workload (a gateway answers hundreds), so
         # only frames a MAC sends on its own initiative count towards a flood.
         solicited = kind is not ArpKind.REPLY or self._solicited(frame, dom, ts)
@@ -147,7 +167,7 @@ class Tracker:
         if kind is ArpKind.INVALID:
             self._invalid(frame, dom, ts, events)
             return events
-        if frame.ethernet_mismatch:
+        if mismatch:
             self._mismatch(frame, dom, ts, events)
         if frame.op == 1:  # requests, probes and gratuitous requests all ask for tpa
             self._asked.note(ask_key(dom, frame.tpa, frame.sha), ts)
@@ -173,7 +193,7 @@ class Tracker:
             self._restructured(None)
         # a new station's own report aside, nothing else may have happened
         quiet = quiet and len(events) == int(self._created)
-        if refreshed and stable and solicited and quiet and not frame.ethernet_mismatch:
+        if refreshed and stable and solicited and quiet and not mismatch:
             self._note_steady(frame, dom, kind)
             self.steady_created = self._created
         return events
@@ -184,15 +204,29 @@ class Tracker:
             stats = self._senders.peek(sender)
             if stats is None or stats is not self._senders.peek(frame.sha):
                 return
-            self.steady = Steady.request(dom, frame.spa, stats, frame.sha, frame.tha, frame.tpa)
+            self._steady_of = (True, dom, frame.spa, stats, frame.sha, frame.tha, frame.tpa)
         elif kind is ArpKind.REPLY and frame.tha not in (ZERO_MAC, BROADCAST_MAC):
             stats = self._senders.peek(frame.sha)
             if stats is not None:
-                self.steady = Steady.reply(dom, frame.spa, stats, frame.sha, frame.tha, frame.tpa)
+                self._steady_of = (False, dom, frame.spa, stats, frame.sha, frame.tha, frame.tpa)
+
+    @property
+    def steady(self) -> Steady | None:
+        """Set by `observe` when an identical frame would only refresh its sender's own
+        settled claim: this frame refreshed it, or created it (`steady_created`). Built when
+        first asked for: under a flood of new stations nobody asks (`fastpath` remembers
+        none), and building it readies its sender's scan window for the fast path."""
+        if self._steady is None and self._steady_of is not None:
+            request, dom, spa, stats, sha, tha, tpa = self._steady_of
+            make = Steady.request if request else Steady.reply
+            self._steady = make(dom, spa, stats, sha, tha, tpa)
+        return self._steady
 
     def tick(self, now: float) -> list[Event]:
         """Advances time on a quiet network (or to +inf at the end of a replay)."""
         events: list[Event] = []
+        if now > self._latest:  # noqa: PLR1730  (as in observe)
+            self._latest = now
         if now >= self._next_deadline:
             self._expire(now, events)
         return events
@@ -212,19 +246,20 @@ class Tracker:
 
     def last_seen(self, key: int) -> float:
         """When the binding `key` was last refreshed (-inf when there is none)."""
-        b = self._bindings.get(key)
-        return b.last_seen if b is not None else -INF
+        raw = self._bindings.get(key)
+        return packed_last_seen(raw) if raw is not None else -INF
 
     def answers_owner(self, key: int, mac: bytes) -> bool:
         """Whether a reply to `mac` for address `key` goes to its owner (or a MAC that may
         share the address with it): what a reply says about its target agrees."""
-        b = self._bindings.get(key)
-        if b is None:
+        raw = self._bindings.get(key)
+        if raw is None:
             return False
-        if b.mac == mac or glbp_pair(b.mac, mac):
+        owner = raw[:6]
+        if owner == mac or glbp_pair(owner, mac):
             return True
         interface, vlan = self._domains[key >> 32]
-        return self.policy.same_group(interface, vlan, key & 0xFFFFFFFF, b.mac, mac)
+        return self.policy.same_group(interface, vlan, key & 0xFFFFFFFF, owner, mac)
 
     @property
     def answers(self) -> dict[int, tuple[bytes, bytes, float]]:
@@ -243,11 +278,14 @@ class Tracker:
         repeat ending `inactive_after` of silence is not one: `fastpath` leaves it to
         `observe`, which reports the new activity)."""
         bindings = self._bindings
+        refreshed = self._refreshed
         for repeat in repeats:
             key = repeat.key
-            b = bindings[key]
-            if repeat.last > b.last_seen:
-                self._touch(key, b, repeat.last)
+            raw = bindings[key]
+            if repeat.last > packed_last_seen(raw):
+                del bindings[key]  # re-inserted at the end: dict order is least recently seen
+                bindings[key] = packed_refresh(raw, repeat.last)  # first
+                refreshed.add(key)
 
     def reconfigure(self, policy: TrackerPolicy) -> None:
         """Swaps in new settings (SIGHUP) keeping every binding and pending state."""
@@ -268,7 +306,8 @@ class Tracker:
             key = dom << 32 | rec.ip
             if key not in self._bindings:
                 self._counts[dom] += 1
-            self._bindings[key] = Binding(rec.mac, rec.first_seen, rec.last_seen, rec.previous)
+            self._bindings[key] = pack_binding(rec.mac, rec.first_seen, rec.last_seen,
+                                               rec.previous)
             self._senders.get(rec.mac, rec.last_seen).owned += 1
         if len(self._bindings) > self.policy.max_bindings:
             self._evict(len(self._bindings) - self.policy.max_bindings)
@@ -288,8 +327,8 @@ class Tracker:
             changed.extend(fresh)
             left = None if left is None else max(0, left - len(fresh))
         gone = list(islice(self._removed, left))
-        upserts = [self._record(key, b) for key in changed
-                   if (b := bindings.get(key)) is not None]
+        upserts = [self._record(key, raw) for key in changed
+                   if (raw := bindings.get(key)) is not None]
         removed = [(*self._domains[key >> 32], key & 0xFFFFFFFF)
                    for key in gone if key not in bindings]
         return StoreChanges(upserts, removed, False, changed, gone)
@@ -325,7 +364,7 @@ class Tracker:
         return len(self._changed) + len(self._removed)
 
     def bindings(self) -> list[BindingRecord]:
-        return [self._record(key, b) for key, b in self._bindings.items()]
+        return [self._record(key, raw) for key, raw in self._bindings.items()]
 
     def snapshot(self, max_conflict_series: int = 200) -> TrackerStats:
         conflicts: list[ActiveConflict] = []
@@ -360,13 +399,14 @@ class Tracker:
         """Applies a claim; True when it only refreshed the claimant's own settled binding."""
         key = dom << 32 | frame.spa
         sha = frame.sha
-        b = self._bindings.get(key)
-        u = self._unsettled.get(key) if self._unsettled else None
-        if u is not None and b is not None:
-            self._claim_unsettled(frame, dom, key, b, u, ts, solicited, events)
-        elif b is None:
+        raw = self._bindings.get(key)
+        if raw is None:
             self._new_binding(frame, dom, key, ts, events)
             return self._created
+        b = unpack_binding(raw)
+        u = self._unsettled.get(key) if self._unsettled else None
+        if u is not None:
+            self._claim_unsettled(frame, dom, key, b, u, ts, solicited, events)
         elif b.mac == sha or glbp_pair(b.mac, sha):
             if ts - b.last_seen >= self.policy.inactive_after:
                 events.append(self._event(ts, EventKind.NEW_ACTIVITY, dom, frame.spa, b.mac,
@@ -384,16 +424,17 @@ class Tracker:
         if len(self._bindings) >= self.policy.max_bindings:
             self._evict(max(1, self.policy.max_bindings // 64))
         # no version bump: see _reply_evidence
-        self._bindings[key] = new_tuple(Binding, (sha, ts, ts, ()))
+        self._bindings[key] = pack_binding(sha, ts, ts)
         self._counts[dom] += 1
         self._changed.add(key)
         self._senders.get(sha, ts).owned += 1
-        interface, vlan = self._domains[dom]
-        rule = self.policy.protection(interface, vlan, ip)
-        if rule is not None and not rule.allows(sha):
-            self._start_conflict(key, dom, ts, {rule.mac: INF, sha: ts}, sha, rule.mac,
-                                 ConflictReason.OWNED_ADDRESS_CLAIMED, sha, events)
-            return
+        if self.policy.protected:
+            interface, vlan = self._domains[dom]
+            rule = self.policy.protection(interface, vlan, ip)
+            if rule is not None and not rule.allows(sha):
+                self._start_conflict(key, dom, ts, {rule.mac: INF, sha: ts}, sha, rule.mac,
+                                     ConflictReason.OWNED_ADDRESS_CLAIMED, sha, events)
+                return
         networks = self._networks[dom]
         if networks and not any(rule.contains(ip) for rule in networks):
             events.append(self._event(ts, EventKind.BOGON, dom, ip, sha))
@@ -615,8 +656,11 @@ class Tracker:
 
     def _probe(self, frame: ArpFrame, dom: int, ts: float, events: list[Event]) -> None:
         key = dom << 32 | frame.tpa
-        b = self._bindings.get(key)
-        if b is None or b.mac == frame.sha or glbp_pair(b.mac, frame.sha):
+        raw = self._bindings.get(key)
+        if raw is None:
+            return
+        b = unpack_binding(raw)
+        if b.mac == frame.sha or glbp_pair(b.mac, frame.sha):
             return
         if ts - b.last_seen <= self.policy.hold:
             self._probe_in_use(dom, frame.tpa, frame.sha, b.mac, ts, events)
@@ -648,11 +692,12 @@ class Tracker:
         if tpa == frame.spa or tha in (ZERO_MAC, BROADCAST_MAC) or tha[0] & 1:
             return True
         tkey = dom << 32 | tpa
-        bt = self._bindings.get(tkey)
-        if bt is None:
+        raw = self._bindings.get(tkey)
+        if raw is None:
             return False  # a binding may appear for tpa: new bindings do not bump the version
         if self.answers_owner(tkey, tha):
             return True
+        bt = unpack_binding(raw)
         u = self._unsettled.get(tkey)
         if u is None and ts - bt.last_seen <= self.policy.hold:
             self._start_conflict(tkey, dom, ts, {bt.mac: bt.last_seen, tha: ts}, bt.mac, tha,
@@ -672,7 +717,8 @@ class Tracker:
 
     def _suspect(self, key: int, a: bytes, b: bytes) -> bytes | None:
         """`Senders.suspect`, not counting the contested address as "another IP of its own"."""
-        holder = self._bindings[key].mac if key in self._bindings else None
+        raw = self._bindings.get(key)
+        holder = raw[:6] if raw is not None else None
         return self._senders.suspect(a, b, holder)
 
     def _mismatch(self, frame: ArpFrame, dom: int, ts: float, events: list[Event]) -> None:
@@ -749,7 +795,7 @@ class Tracker:
             if u is None or u.deadline != deadline:
                 continue
             if u.phase is Phase.HOLD and u.pending is not None:
-                self._hold_to_conflict(key, key >> 32, self._bindings[key], u, u.old_mac,
+                self._hold_to_conflict(key, key >> 32, self._binding(key), u, u.old_mac,
                                        u.pending, u.pending_reason, events)
             elif u.phase is Phase.HOLD:
                 self._end_hold(key, u, events)
@@ -760,7 +806,7 @@ class Tracker:
     def _end_hold(self, key: int, u: Unsettled, events: list[Event]) -> None:
         del self._unsettled[key]
         self._changed.add(key)
-        b = self._bindings[key]
+        b = self._binding(key)
         if u.takeover is not Takeover.PLAIN:
             kind = EventKind.FAILOVER
         elif u.reused:
@@ -789,7 +835,7 @@ class Tracker:
         silent = ranked[1][0]
         ended = ranked[1][1] + hold
         del self._unsettled[key]
-        b = self._bindings[key]
+        b = self._binding(key)
         if b.mac != survivor:
             self._move(key, b, survivor, b.last_seen)
         else:
@@ -822,14 +868,13 @@ class Tracker:
         bindings = self._bindings
         del bindings[key]  # re-insert at the end: dict order is least-recently-seen first
         # a capture merged from two taps can step back a little: last_seen never does
-        bindings[key] = new_tuple(Binding, (b.mac, b.first_seen, max(ts, b.last_seen),
-                                            b.previous))
+        bindings[key] = pack_binding(b.mac, b.first_seen, max(ts, b.last_seen), b.previous)
         self._refreshed.add(key)
 
     def _move(self, key: int, b: Binding, mac: bytes, ts: float) -> None:
         previous = (b.mac, *tuple(m for m in b.previous if m != mac))[:MAX_PREVIOUS]
         del self._bindings[key]
-        self._bindings[key] = Binding(mac, ts, ts, previous)
+        self._bindings[key] = pack_binding(mac, ts, ts, previous)
         self._restructured(key)
         self._changed.add(key)
         old_stats = self._senders.peek(b.mac)
@@ -843,14 +888,14 @@ class Tracker:
         unsettled = self._unsettled
         victims = list(islice((k for k in self._bindings if k not in unsettled), count))
         for key in victims:
-            b = self._bindings.pop(key)
+            owner = self._bindings.pop(key)[:6]
             self._restructured(key)
             self._counts[key >> 32] -= 1
             self._changed.discard(key)
             self._refreshed.discard(key)
             if not self._rewrite:
                 self._removed.add(key)
-            stats = self._senders.peek(b.mac)
+            stats = self._senders.peek(owner)
             if stats is not None and stats.owned > 0:
                 stats.owned -= 1
         self.evicted += len(victims)
@@ -858,11 +903,14 @@ class Tracker:
             self._rewrite = True
             self._removed.clear()
 
-    def _record(self, key: int, b: Binding) -> BindingRecord:
+    def _binding(self, key: int) -> Binding:
+        return unpack_binding(self._bindings[key])
+
+    def _record(self, key: int, raw: bytes) -> BindingRecord:
         interface, vlan = self._domains[key >> 32]
         u = self._unsettled.get(key)
-        return new_tuple(BindingRecord, (interface, vlan, key & 0xFFFFFFFF, b.mac, b.first_seen,
-                                         b.last_seen, b.previous, u.phase.value if u else "ok"))
+        return new_tuple(BindingRecord, (interface, vlan, key & 0xFFFFFFFF, *unpack_binding(raw),
+                                         u.phase.value if u else "ok"))
 
     def _event(
         self,
@@ -880,6 +928,9 @@ class Tracker:
         duration: float | None = None,
     ) -> Event:
         interface, vlan = self._domains[dom]
+        gate = self.gate
+        if gate is not None and gate.surely_drops(kind, self._latest):
+            return new_tuple(Event, (ts, kind, interface, vlan, *_BARE))
         # Event's fields in order (one event per new station under a flood)
         return new_tuple(Event, (
             ts, kind, interface, vlan, ip_text(ip) if ip is not None else None,
