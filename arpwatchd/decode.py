@@ -1,9 +1,7 @@
 """Frame bytes to ARP observations: pure, total (never raises on input), and cheap on repeats.
 
 Link headers (Ethernet, 802.1Q/802.1ad tags, Linux cooked v1 and v2) are fixed offsets read
-with slicing; the ARP body is one `struct` unpack of the fixed header dpkt's `arp.ARP` reads
-(its fields and order, 28 bytes; a sixth of dpkt's cost, which was a fifth of a flood's).
-Anything that is not ARP is a `SkipReason`
+with slicing; the ARP body is parsed by dpkt. Anything that is not ARP is a `SkipReason`
 (counted, silent); an ARP frame that no station could have meant (bad lengths, truncated,
 broadcast or zero sender) is an `ArpFrame` of kind INVALID with the reason, so the tracker can
 report it without ever binding it (DESIGN.md section 2).
@@ -14,6 +12,8 @@ from __future__ import annotations
 import struct
 from enum import StrEnum
 from typing import NamedTuple
+
+import dpkt
 
 from arpwatchd.addresses import BROADCAST_MAC, ZERO_MAC, sender_ip_problem, sender_mac_problem
 
@@ -39,8 +39,6 @@ CACHE_SAMPLE = 4096
 CACHE_BYPASS = 65536
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
-_ARP = struct.Struct("!HHBBH6sI6sI")
-"""hrd, pro, hln, pln, op, sha, spa, tha, tpa: dpkt.arp.ARP's header, IPs read as numbers."""
 
 
 class SkipReason(StrEnum):
@@ -225,9 +223,14 @@ class Decoder:
     ) -> ArpFrame:
         if len(body) < _ARP_LEN:
             return self._invalid(vlan, src, dst, "truncated", body)
-        hrd, pro, hln, pln, op, sha, spa, tha, tpa = _ARP.unpack_from(body)
-        if hrd not in (1, 6) or pro != 0x0800 or hln != 6 or pln != 4:
+        arp = dpkt.arp.ARP(body)
+        if arp.hrd not in (1, 6) or arp.pro != 0x0800 or arp.hln != 6 or arp.pln != 4:
             return self._invalid(vlan, src, dst, "not_ethernet_ipv4", body)
+        op: int = arp.op
+        sha: bytes = arp.sha
+        tha: bytes = arp.tha
+        spa: int = _U32.unpack(arp.spa)[0]
+        tpa: int = _U32.unpack(arp.tpa)[0]
         problem = sender_mac_problem(sha)
         kind: ArpKind
         if op not in (1, 2):

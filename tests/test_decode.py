@@ -125,21 +125,3 @@ def test_mutated_arp_frames_never_raise(position: int, value: int, cut: int) -> 
     data = bytes(frame[: len(frame) - cut * (position % 7)])
     out = Decoder("eth0", DLT_EN10MB).decode(data)
     assert isinstance(out, ArpFrame | SkipReason)
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.binary(min_size=28, max_size=40), st.sampled_from([b"", b"\x00\x01\x08\x00\x06\x04"]))
-def test_the_arp_body_reads_as_dpkt_reads_it(body: bytes, header: bytes) -> None:
-    """The body is one struct unpack of dpkt.arp.ARP's header (dpkt is now only a reference)."""
-    import dpkt  # noqa: PLC0415  (the reference, used here only)
-
-    body = (header + body[len(header):]) if header else body
-    got = eth(b"\xff" * 6 + b"\x02" + b"\x00" * 5 + b"\x08\x06" + body)
-    assert isinstance(got, ArpFrame)
-    arp = dpkt.arp.ARP(body)
-    if (arp.hrd, arp.pro, arp.hln, arp.pln) in ((1, 0x0800, 6, 4), (6, 0x0800, 6, 4)):
-        assert (got.op, got.sha, got.spa, got.tha, got.tpa) == (
-            arp.op, arp.sha, int.from_bytes(arp.spa, "big"), arp.tha,
-            int.from_bytes(arp.tpa, "big"))
-    else:
-        assert got.problem == "not_ethernet_ipv4"
