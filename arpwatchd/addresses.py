@@ -1,7 +1,10 @@
-"""MAC and IPv4 helpers shared by the decoder, tracker, config and outputs.
+"""MAC and IP helpers shared by the decoder, tracker, config and outputs.
 
-Addresses travel through the core as raw values (6-byte `bytes` for MACs, `int` for IPv4)
+Addresses travel through the core as raw values (6-byte `bytes` for MACs, `int` for IPs)
 because they are hashed millions of times; they become text only when an event is printed.
+An IPv4 address is its 32-bit number; an IPv6 address is its 128-bit number with bit 128
+set (`V6`, see `ip6_value`), so the two families never share a value and `ip > 0xFFFFFFFF`
+tells them apart (docs/ipv6.md).
 """
 
 from __future__ import annotations
@@ -60,7 +63,29 @@ def parse_mac(text: str) -> bytes:
     raise ValueError(f"not a MAC address: {text!r}")
 
 
+V6 = 1 << 128
+"""Marks an IPv6 address value: `V6 | int(IPv6Address)`."""
+_V6_MASK = V6 - 1
+
+
+def ip6_value(address: ipaddress.IPv6Address) -> int:
+    """The core's value for an IPv6 address (its number with the `V6` bit)."""
+    return V6 | int(address)
+
+
+def is_ipv6(ip: int) -> bool:
+    return ip > 0xFFFFFFFF
+
+
+def family_of(ip: int) -> str:
+    """"ipv4" or "ipv6": the `family` field of events and the metric label."""
+    return "ipv6" if ip > 0xFFFFFFFF else "ipv4"
+
+
 def ip_text(ip: int) -> str:
+    """Dotted IPv4, or RFC 5952 text for an IPv6 value (`ip6_value`)."""
+    if ip > 0xFFFFFFFF:
+        return str(ipaddress.IPv6Address(ip & _V6_MASK))
     return socket.inet_ntoa(_PACK_IP.pack(ip))
 
 

@@ -36,6 +36,7 @@ class EventKind(StrEnum):
     ETHERNET_MISMATCH = "ethernet_mismatch"
     BOGON = "bogon"
     INVALID_ARP = "invalid_arp"
+    INVALID_NDP = "invalid_ndp"
     ARP_FLOOD = "arp_flood"
     ARP_SCAN = "arp_scan"
     DEFENSE_SENT = "defense_sent"
@@ -59,6 +60,7 @@ _SEVERITY = {
     EventKind.ETHERNET_MISMATCH: Severity.WARNING,
     EventKind.BOGON: Severity.WARNING,
     EventKind.INVALID_ARP: Severity.WARNING,
+    EventKind.INVALID_NDP: Severity.WARNING,
     EventKind.ARP_FLOOD: Severity.WARNING,
     EventKind.ARP_SCAN: Severity.WARNING,
     EventKind.DEFENSE_SENT: Severity.WARNING,
@@ -87,7 +89,9 @@ class Event(NamedTuple):
     `mac` is the MAC the event is about (the new owner, the prober, the flooder),
     `previous_mac` the other side (old owner, the other conflicting MAC, the address owner for
     probe_in_use). `since` is when a change or conflict began, `duration` how long a resolved
-    conflict lasted, `suspect` the MAC the evidence points at in a conflict.
+    conflict lasted, `suspect` the MAC the evidence points at in a conflict. `family` is
+    "ipv4" (ARP) or "ipv6" (neighbour discovery): the family of `ip`, or of the frames that
+    raised an event without one (flood, scan).
     """
 
     ts: float
@@ -103,6 +107,7 @@ class Event(NamedTuple):
     since: float | None = None
     duration: float | None = None
     suppressed_event: EventKind | None = None
+    family: str = "ipv4"
 
     @property
     def severity(self) -> Severity:
@@ -118,6 +123,7 @@ class Event(NamedTuple):
             "vlan": self.vlan,
             "ip": self.ip,
             "mac": self.mac,
+            "family": self.family,
         }
         if self.previous_mac is not None:
             out["previous_mac"] = self.previous_mac
@@ -243,6 +249,7 @@ class EventLimiter:
                         count=count,
                         since=start,
                         suppressed_event=kind,
+                        family=first.family,
                     )
                 )
         self._oldest = min(self._window_start.values(), default=INF)

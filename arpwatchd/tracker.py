@@ -47,9 +47,19 @@ import heapq
 from collections.abc import Hashable, Iterable
 from itertools import islice
 
-from arpwatchd.addresses import BROADCAST_MAC, ZERO_MAC, ip_text, mac_text, virtual_router
+from arpwatchd.addresses import (
+    BROADCAST_MAC,
+    V6,
+    ZERO_MAC,
+    family_of,
+    ip6_value,
+    ip_text,
+    mac_text,
+    virtual_router,
+)
 from arpwatchd.decode import ArpFrame, ArpKind
 from arpwatchd.events import ConflictReason, Event, EventKind, EventLimiter
+from arpwatchd.ndp import NdpFrame, NdpInvalid, NdpKind
 from arpwatchd.policy import NetworkRule, TrackerPolicy
 from arpwatchd.senders import Recent, Senders, SenderStats, trim_oldest
 from arpwatchd.state import (
@@ -81,8 +91,27 @@ __all__ = ["ActiveConflict", "Binding", "BindingRecord", "Steady", "StoreChanges
            "TrackerStats"]
 
 _BARE = (None,) * 9
-"""An event's fields after vlan, for one the limiter will drop (it reads kind, time, interface
-and vlan)."""
+"""An event's fields after vlan up to `family`, for one the limiter will drop (it reads kind,
+time, interface, vlan and family)."""
+
+_V6_SHIFT = 129
+"""An IPv6 binding's key is `dom << 129 | ip` (ip carries `addresses.V6`, bit 128), an IPv4
+one's `dom << 32 | ip`: IPv6 keys are at least 2**128, IPv4 keys below it, so one table holds
+both families and the IPv4 keys (and the fast path's) are what they always were."""
+_V6_IP = (1 << _V6_SHIFT) - 1
+
+
+def _station6(dom: int, mac: bytes, ip: int) -> bytes:
+    """Key of an IPv6 station: the MAC in a domain, per /64 (privacy addresses come and go
+    inside one prefix: one `new_station` per host and prefix, docs/ipv6.md)."""
+    return dom.to_bytes(4, "big") + mac + (ip >> 64 & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "big")
+
+
+def split_key(key: int) -> tuple[int, int]:
+    """(domain id, address value) of a binding key of either family."""
+    if key < V6:
+        return key >> 32, key & 0xFFFFFFFF
+    return key >> _V6_SHIFT, key & _V6_IP
 
 MAX_REMOVALS_KEPT = 200_000
 """Evicted keys remembered for the store; beyond, it is rewritten whole. Writes come every
@@ -106,6 +135,10 @@ class Tracker:
         """Records a request (`ask_key`) seen at a time, as `observe` does."""
         self._replied: dict[int, tuple[bytes, bytes, float]] = {}
         self._probes = Recent(policy.max_pending)
+        self._dad: dict[int, tuple[bytes, float]] = {}
+        """IPv6 duplicate address detection probes on record: key -> (prober MAC, time)."""
+        self._stations6 = Recent(policy.max_macs)
+        """(domain, MAC, /64 prefix) that had their IPv6 `new_station` (`_station6`)."""
         self._reported = Recent(policy.max_pending)
         self._senders = Senders(
             policy.max_macs,
@@ -141,8 +174,12 @@ class Tracker:
 
     # ----------------------------------------------------------------- public API
 
-    def observe(self, frame: ArpFrame, ts: float) -> list[Event]:
-        """Feeds one decoded frame seen at packet time `ts`; returns the events it causes."""
+    def observe(self, frame: ArpFrame, ts: float, unsolicited: bool = False) -> list[Event]:
+        """Feeds one decoded frame seen at packet time `ts`; returns the events it causes.
+
+        `unsolicited` says that a reply answers nothing whatever was asked before (an IPv6
+        advertisement with S clear says so itself, `observe_ndp`); an ARP reply cannot, so
+        for ARP the request table decides."""
         events: list[Event] = []
         self._steady = self._steady_of = None
         self.steady_created = False
@@ -157,13 +194,15 @@ class Tracker:
         mismatch = frame.eth_src is not None and frame.eth_src != frame.sha
         # Replies to requests are a host's normal workload (a gateway answers hundreds), so
         # only frames a MAC sends on its own initiative count towards a flood.
-        solicited = kind is not ArpKind.REPLY or self._solicited(frame, dom, ts)
+        solicited = kind is not ArpKind.REPLY or (
+            not unsolicited and self._solicited(frame, dom, ts))
         if kind is not ArpKind.REPLY or not solicited:
             sender = frame.eth_src if frame.eth_src is not None else frame.sha
             alarm = self._senders.count_frame(sender, ts)
             if alarm is not None:
                 events.append(self._event(ts, EventKind.ARP_FLOOD, dom, None, sender,
-                                          count=alarm.count, since=alarm.since))
+                                          count=alarm.count, since=alarm.since,
+                                          family=family_of(frame.spa)))
         if kind is ArpKind.INVALID:
             self._invalid(frame, dom, ts, events)
             return events
@@ -178,7 +217,8 @@ class Tracker:
             scan = self._senders.count_target(frame.sha, frame.tpa, ts)
             if scan is not None:
                 events.append(self._event(ts, EventKind.ARP_SCAN, dom, None, frame.sha,
-                                          count=scan.count, since=scan.since))
+                                          count=scan.count, since=scan.since,
+                                          family=family_of(frame.tpa)))
             if kind is ArpKind.PROBE:
                 self._probe(frame, dom, ts, events)
                 return events
@@ -210,6 +250,105 @@ class Tracker:
             if stats is not None:
                 self._steady_of = (False, dom, frame.spa, stats, frame.sha, frame.tha, frame.tpa)
 
+    def observe_ndp(self, frame: NdpFrame | NdpInvalid, ts: float) -> list[Event]:
+        """Feeds one neighbour discovery message (docs/ipv6.md); returns the events it causes.
+
+        The message is read as the ARP frame that says the same, and `observe`'s rules judge
+        it, so each rule has one home; the IPv6 address values (`addresses.ip6_value`) keep
+        the families apart in every table. What only NDP can say is decided here:
+
+          NS from an address, with a source link-layer option -> request (a claim by the
+                                      sender, asking for the target)
+          NS from ::                  -> probe (duplicate address detection, claims nothing)
+          NA with S set               -> reply to the solicitation on record (none on record:
+                                      an unsolicited reply, as for ARP)
+          NA with S clear, to a multicast group -> announcement (failover, as gratuitous ARP)
+          NA with S clear, to one host -> unsolicited reply whatever was asked (the NA says
+                                      itself that it answers nothing): a takeover is a
+                                      conflict at once, unsolicited_takeover
+          NA with S clear answering a DAD probe of another MAC within `answer_window`
+                                      -> probe_in_use; it binds nothing when nobody holds
+                                      the address (atk6-dos-new-ip6 answers every probe from
+                                      a made-up MAC)
+          RS, RA with a source link-layer option -> a claim of the source address
+          anything without a link-layer address to bind -> only asks (NS) or nothing
+        """
+        if isinstance(frame, NdpInvalid):
+            src = ip6_value(frame.src)
+            return self._observe6(ArpFrame(frame.interface, frame.vlan, 0, ArpKind.INVALID,
+                                           frame.eth_src, None, frame.eth_src, src, ZERO_MAC,
+                                           0, frame.problem.value), ts)
+        kind = frame.kind
+        src = ip6_value(frame.src)
+        claim = frame.claim
+        if kind is NdpKind.DAD_PROBE:
+            assert frame.target is not None  # an NS always has a target
+            target = ip6_value(frame.target)
+            self._note_dad(frame, target, ts)
+            return self._observe6(ArpFrame(frame.interface, frame.vlan, 1, ArpKind.PROBE,
+                                           frame.eth_src, frame.eth_dst, frame.eth_src, 0,
+                                           ZERO_MAC, target), ts)
+        if claim is None:
+            if kind is NdpKind.SOLICITATION and frame.target is not None:
+                dom = self._domain(frame.interface, frame.vlan)
+                target = ip6_value(frame.target)
+                self._asked.note(ask_key(dom, target, frame.eth_src), ts)
+                self._asked.note(ask_key(dom, target), ts)
+            return []
+        ip = ip6_value(claim[0])
+        mac = claim[1]
+        if kind is NdpKind.SOLICITATION or kind is NdpKind.ROUTER_SOLICITATION or (
+                kind is NdpKind.ROUTER_ADVERTISEMENT):
+            target = ip if frame.target is None else ip6_value(frame.target)
+            return self._observe6(ArpFrame(frame.interface, frame.vlan, 1, ArpKind.REQUEST,
+                                           frame.eth_src, frame.eth_dst, mac, ip, ZERO_MAC,
+                                           target), ts)
+        if frame.solicited:
+            return self._observe6(ArpFrame(frame.interface, frame.vlan, 2, ArpKind.REPLY,
+                                           frame.eth_src, frame.eth_dst, mac, ip,
+                                           frame.eth_dst, ip6_value(frame.dst)), ts)
+        events, bind = self._dad_answer(frame, ip, mac, ts)
+        if not bind:
+            return events  # answered a probe for an address nobody holds: bind nothing
+        if frame.dst.is_multicast:
+            return events + self._observe6(ArpFrame(
+                frame.interface, frame.vlan, 2, ArpKind.ANNOUNCEMENT, frame.eth_src,
+                frame.eth_dst, mac, ip, BROADCAST_MAC, ip), ts)
+        return events + self._observe6(ArpFrame(
+            frame.interface, frame.vlan, 2, ArpKind.REPLY, frame.eth_src, frame.eth_dst, mac,
+            ip, frame.eth_dst, ip6_value(frame.dst)), ts, unsolicited=True)
+
+    def _observe6(self, frame: ArpFrame, ts: float, unsolicited: bool = False) -> list[Event]:
+        events = self.observe(frame, ts, unsolicited)
+        # the fast path replays ARP frames only: an NDP frame is never a steady one
+        self._steady = self._steady_of = None
+        self.steady_created = False
+        return events
+
+    def _note_dad(self, frame: NdpFrame, target: int, ts: float) -> None:
+        dom = self._domain(frame.interface, frame.vlan)
+        key = dom << _V6_SHIFT | target
+        dad = self._dad
+        if key in dad:
+            del dad[key]
+        elif len(dad) >= self.policy.max_pending:
+            trim_oldest(dad, self.policy.max_pending)
+        dad[key] = (frame.eth_src, ts)
+
+    def _dad_answer(self, frame: NdpFrame, ip: int, mac: bytes, ts: float
+                    ) -> tuple[list[Event], bool]:
+        """An unsolicited NA answering another MAC's DAD probe (RFC 4862 5.4.5: the prober
+        gives the address up) is `probe_in_use`. Returns the events and whether the NA may
+        still claim its target: not when nobody holds it (the answer is all it says)."""
+        dom = self._domain(frame.interface, frame.vlan)
+        key = dom << _V6_SHIFT | ip
+        probe = self._dad.get(key)
+        events: list[Event] = []
+        if probe is None or probe[0] == mac or ts - probe[1] > self.policy.answer_window:
+            return events, True
+        self._probe_in_use(dom, ip, probe[0], mac, ts, events)
+        return events, key in self._bindings
+
     @property
     def steady(self) -> Steady | None:
         """Set by `observe` when an identical frame would only refresh its sender's own
@@ -232,7 +371,8 @@ class Tracker:
         return events
 
     def key_of(self, interface: str, vlan: int | None, ip: int) -> int:
-        return self._domain(interface, vlan) << 32 | ip
+        dom = self._domain(interface, vlan)
+        return dom << 32 | ip if ip < V6 else dom << _V6_SHIFT | ip
 
     @property
     def full(self) -> bool:
@@ -258,8 +398,9 @@ class Tracker:
         owner = raw[:6]
         if owner == mac or glbp_pair(owner, mac):
             return True
-        interface, vlan = self._domains[key >> 32]
-        return self.policy.same_group(interface, vlan, key & 0xFFFFFFFF, owner, mac)
+        dom, ip = split_key(key)
+        interface, vlan = self._domains[dom]
+        return self.policy.same_group(interface, vlan, ip, owner, mac)
 
     @property
     def answers(self) -> dict[int, tuple[bytes, bytes, float]]:
@@ -303,7 +444,12 @@ class Tracker:
         self._restructured(None)
         for rec in records:
             dom = self._domain(rec.interface, rec.vlan)
-            key = dom << 32 | rec.ip
+            ip = rec.ip
+            if ip < V6:
+                key = dom << 32 | ip
+            else:
+                key = dom << _V6_SHIFT | ip
+                self._stations6.note(_station6(dom, rec.mac, ip), rec.last_seen)
             if key not in self._bindings:
                 self._counts[dom] += 1
             self._bindings[key] = pack_binding(rec.mac, rec.first_seen, rec.last_seen,
@@ -329,8 +475,8 @@ class Tracker:
         gone = list(islice(self._removed, left))
         upserts = [self._record(key, raw) for key in changed
                    if (raw := bindings.get(key)) is not None]
-        removed = [(*self._domains[key >> 32], key & 0xFFFFFFFF)
-                   for key in gone if key not in bindings]
+        removed = [(*self._domains[dom], ip)
+                   for key in gone if key not in bindings for dom, ip in (split_key(key),)]
         return StoreChanges(upserts, removed, False, changed, gone)
 
     def changes_stored(self, changes: StoreChanges) -> None:
@@ -376,8 +522,9 @@ class Tracker:
                 continue
             active += 1
             if len(conflicts) < max_conflict_series:
-                interface, vlan = self._domains[key >> 32]
-                conflicts.append(ActiveConflict(interface, vlan, ip_text(key & 0xFFFFFFFF),
+                dom, ip = split_key(key)
+                interface, vlan = self._domains[dom]
+                conflicts.append(ActiveConflict(interface, vlan, ip_text(ip),
                                                 mac_text(u.macs[0]), mac_text(u.macs[1])))
         return TrackerStats(
             bindings=dict(zip(self._domains, self._counts, strict=True)),
@@ -397,7 +544,8 @@ class Tracker:
         self, frame: ArpFrame, dom: int, ts: float, solicited: bool, events: list[Event]
     ) -> bool:
         """Applies a claim; True when it only refreshed the claimant's own settled binding."""
-        key = dom << 32 | frame.spa
+        spa = frame.spa
+        key = dom << 32 | spa if spa < V6 else dom << _V6_SHIFT | spa
         sha = frame.sha
         raw = self._bindings.get(key)
         if raw is None:
@@ -436,7 +584,12 @@ class Tracker:
                                      ConflictReason.OWNED_ADDRESS_CLAIMED, sha, events)
                 return
         networks = self._networks[dom]
-        if networks and not any(rule.contains(ip) for rule in networks):
+        if ip >= V6:
+            # the station is the MAC, once per /64 (privacy addresses, docs/ipv6.md); the
+            # configured networks are IPv4 prefixes, so no IPv6 address is a bogon yet
+            if self._stations6.first_in(_station6(dom, sha, ip), ts, INF):
+                events.append(self._event(ts, EventKind.NEW_STATION, dom, ip, sha))
+        elif networks and not any(rule.contains(ip) for rule in networks):
             events.append(self._event(ts, EventKind.BOGON, dom, ip, sha))
         else:
             events.append(self._event(ts, EventKind.NEW_STATION, dom, ip, sha))
@@ -655,7 +808,8 @@ class Tracker:
     # ----------------------------------------------------------------- other frames
 
     def _probe(self, frame: ArpFrame, dom: int, ts: float, events: list[Event]) -> None:
-        key = dom << 32 | frame.tpa
+        tpa = frame.tpa
+        key = dom << 32 | tpa if tpa < V6 else dom << _V6_SHIFT | tpa
         raw = self._bindings.get(key)
         if raw is None:
             return
@@ -680,7 +834,8 @@ class Tracker:
     ) -> bool:
         """Weighs what a reply says about its target; True when the outcome cannot change
         while the tracker's version stays the same."""
-        key = dom << 32 | frame.spa
+        spa = frame.spa
+        key = dom << 32 | spa if spa < V6 else dom << _V6_SHIFT | spa
         tha, tpa = frame.tha, frame.tpa
         if not solicited:
             self._senders.get(frame.sha, ts).unsolicited += 1
@@ -691,7 +846,7 @@ class Tracker:
             return False
         if tpa == frame.spa or tha in (ZERO_MAC, BROADCAST_MAC) or tha[0] & 1:
             return True
-        tkey = dom << 32 | tpa
+        tkey = dom << 32 | tpa if tpa < V6 else dom << _V6_SHIFT | tpa
         raw = self._bindings.get(tkey)
         if raw is None:
             return False  # a binding may appear for tpa: new bindings do not bump the version
@@ -710,9 +865,10 @@ class Tracker:
 
     def _invalid(self, frame: ArpFrame, dom: int, ts: float, events: list[Event]) -> None:
         """Sampled: one report per sender and problem per `repeat_after` (all are counted)."""
-        if self._reported.first_in((EventKind.INVALID_ARP, dom, frame.problem, frame.sha,
+        kind = EventKind.INVALID_ARP if frame.spa < V6 else EventKind.INVALID_NDP
+        if self._reported.first_in((kind, dom, frame.problem, frame.sha,
                                     frame.eth_src), ts, self.policy.repeat_after):
-            events.append(self._event(ts, EventKind.INVALID_ARP, dom, frame.spa or None,
+            events.append(self._event(ts, kind, dom, frame.spa or None,
                                       frame.sha, reason=frame.problem))
 
     def _suspect(self, key: int, a: bytes, b: bytes) -> bytes | None:
@@ -773,7 +929,7 @@ class Tracker:
         u.gap = gap
         u.deadline = conflict_deadline(members, self._silence(u))
         self._unsettle(key, u)
-        events.append(self._event(ts, EventKind.CONFLICT, dom, key & 0xFFFFFFFF, mac,
+        events.append(self._event(ts, EventKind.CONFLICT, dom, split_key(key)[1], mac,
                                   previous_mac=mac_text(other), reason=reason.value,
                                   suspect=mac_text(suspect) if suspect else None))
 
@@ -795,7 +951,7 @@ class Tracker:
             if u is None or u.deadline != deadline:
                 continue
             if u.phase is Phase.HOLD and u.pending is not None:
-                self._hold_to_conflict(key, key >> 32, self._binding(key), u, u.old_mac,
+                self._hold_to_conflict(key, split_key(key)[0], self._binding(key), u, u.old_mac,
                                        u.pending, u.pending_reason, events)
             elif u.phase is Phase.HOLD:
                 self._end_hold(key, u, events)
@@ -814,7 +970,7 @@ class Tracker:
         else:
             kind = EventKind.CHANGED_MAC
         how = None if u.takeover is Takeover.PLAIN else u.takeover.value
-        events.append(self._event(u.deadline, kind, key >> 32, key & 0xFFFFFFFF, b.mac,
+        events.append(self._event(u.deadline, kind, *split_key(key), b.mac,
                                   previous_mac=mac_text(u.old_mac), since=u.since, reason=how))
 
     def _silence(self, u: Unsettled) -> float:
@@ -840,8 +996,8 @@ class Tracker:
             self._move(key, b, survivor, b.last_seen)
         else:
             self._changed.add(key)
-        events.append(self._event(ended, EventKind.CONFLICT_RESOLVED, key >> 32,
-                                  key & 0xFFFFFFFF, survivor, previous_mac=mac_text(silent),
+        events.append(self._event(ended, EventKind.CONFLICT_RESOLVED, *split_key(key),
+                                  survivor, previous_mac=mac_text(silent),
                                   reason=u.reason.value, since=u.since,
                                   duration=ended - u.since, count=u.claims))
 
@@ -890,7 +1046,7 @@ class Tracker:
         for key in victims:
             owner = self._bindings.pop(key)[:6]
             self._restructured(key)
-            self._counts[key >> 32] -= 1
+            self._counts[key >> 32 if key < V6 else key >> _V6_SHIFT] -= 1
             self._changed.discard(key)
             self._refreshed.discard(key)
             if not self._rewrite:
@@ -907,9 +1063,10 @@ class Tracker:
         return unpack_binding(self._bindings[key])
 
     def _record(self, key: int, raw: bytes) -> BindingRecord:
-        interface, vlan = self._domains[key >> 32]
+        dom, ip = split_key(key)
+        interface, vlan = self._domains[dom]
         u = self._unsettled.get(key)
-        return new_tuple(BindingRecord, (interface, vlan, key & 0xFFFFFFFF, *unpack_binding(raw),
+        return new_tuple(BindingRecord, (interface, vlan, ip, *unpack_binding(raw),
                                          u.phase.value if u else "ok"))
 
     def _event(
@@ -926,14 +1083,17 @@ class Tracker:
         count: int | None = None,
         since: float | None = None,
         duration: float | None = None,
+        family: str | None = None,
     ) -> Event:
         interface, vlan = self._domains[dom]
+        if family is None:
+            family = "ipv4" if ip is None else family_of(ip)
         gate = self.gate
         if gate is not None and gate.surely_drops(kind, self._latest):
-            return new_tuple(Event, (ts, kind, interface, vlan, *_BARE))
+            return new_tuple(Event, (ts, kind, interface, vlan, *_BARE, family))
         # Event's fields in order (one event per new station under a flood)
         return new_tuple(Event, (
             ts, kind, interface, vlan, ip_text(ip) if ip is not None else None,
             mac_text(mac) if mac is not None else None, previous_mac, reason, suspect, count,
-            since, duration, None,
+            since, duration, None, family,
         ))

@@ -72,14 +72,15 @@ def test_message_layout_and_severity_mapping() -> None:
         "app": "arpwatchd", "procid": "42", "msgid": "conflict",
         "sd": {"event": "conflict", "severity": "critical", "interface": "eth0", "vlan": "10",
                "ip": "192.168.10.70", "mac": "02:00:00:00:70:01",
-               "previous_mac": "02:00:00:00:70:02", "reason": "both_active"},
+               "previous_mac": "02:00:00:00:70:02", "reason": "both_active",
+               "family": "ipv4"},
         "msg": "conflict eth0.10 192.168.10.70 02:00:00:00:70:01 (other 02:00:00:00:70:02) "
                "reason=both_active",
     }
     info = parse(format_rfc5424(NEW, "Check Point", facility=16, hostname="h", procid=1))
     assert info["pri"] == str(16 * 8 + 6)
     assert info["sd"] == {"event": "new_station", "severity": "info", "interface": "eth0",
-                          "ip": "192.168.10.1", "mac": "00:1c:7f:00:00:01",
+                          "ip": "192.168.10.1", "mac": "00:1c:7f:00:00:01", "family": "ipv4",
                           "vendor": "Check Point"}  # vlan null is left out
     warning = parse(format_rfc5424(WEIRD, None, facility=3, hostname="h", procid=1))
     assert warning["pri"] == str(3 * 8 + 4)
