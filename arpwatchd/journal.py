@@ -4,7 +4,9 @@ A row per binding costs SQLite a B-tree insert each and Python a tuple of text e
 for a million new stations, DESIGN.md section 8). The store instead appends each batch as one
 journal entry of packed columns (array and bytes, built and read in C: ~31 bytes a binding)
 and folds entries into the bindings table later, off the hot path (`store.Store.compact`).
-Previous owners and unsettled states are rare, so they ride in small side columns.
+Previous owners and unsettled states are rare, so they ride in small side columns; so do
+IPv6 addresses (`ipv6`: their `ips` slot holds 0 and the side column the address, since
+neighbour discovery is a small share of the bindings and the packed column stays IPv4-sized).
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ class Entry(NamedTuple):
     previous: str
     removed_doms: bytes
     removed_ips: bytes
+    ipv6: str = ""
+    """JSON {"u": [[index, hex]], "r": [[index, hex]]}: the IPv6 address values (`V6` bit
+    included) of upserts and removals by index; "" when there are none (schema 2 entries)."""
 
 
 def _packed(typecode: str, values: Iterable[float] | Iterable[int]) -> bytes:
@@ -68,6 +73,12 @@ def pack(upserts: list[BindingRecord], removed: list[tuple[str, int | None, int]
     domains = {d: i for i, d in enumerate(dict.fromkeys(
         [*zip(interfaces, (v or 0 for v in vlans), strict=True), *gone]))}
     with_previous = [(i, " ".join(map(mac_text, p))) for i, p in enumerate(previous) if p]
+    removed_ips = [ip for _, _, ip in removed]
+    v6_up = [(i, format(ip, "x")) for i, ip in enumerate(ips) if ip > 0xFFFFFFFF]
+    v6_gone = [(i, format(ip, "x")) for i, ip in enumerate(removed_ips) if ip > 0xFFFFFFFF]
+    if v6_up or v6_gone:
+        ips = tuple(0 if ip > 0xFFFFFFFF else ip for ip in ips)
+        removed_ips = [0 if ip > 0xFFFFFFFF else ip for ip in removed_ips]
     return Entry(
         records=len(upserts) + len(removed),
         domains=json.dumps(list(domains)),
@@ -80,7 +91,8 @@ def pack(upserts: list[BindingRecord], removed: list[tuple[str, int | None, int]
         states=bytes(map(_STATE_CODE.__getitem__, states)),
         previous=json.dumps(with_previous) if with_previous else "",
         removed_doms=_packed("H", map(domains.__getitem__, gone)),
-        removed_ips=_packed("I", (ip for _, _, ip in removed)),
+        removed_ips=_packed("I", removed_ips),
+        ipv6=json.dumps({"u": v6_up, "r": v6_gone}) if v6_up or v6_gone else "",
     )
 
 
@@ -93,7 +105,15 @@ def unpack(entry: Entry | tuple[object, ...]) -> tuple[list[BindingRecord], list
     e = Entry(*entry)
     domains = [(str(interface), int(vlan)) for interface, vlan in json.loads(e.domains)]
     doms = _unpacked("H", e.doms)
-    ips = _unpacked("I", e.ips)
+    ips: list[int] | array = _unpacked("I", e.ips)  # type: ignore[type-arg]
+    removed_ips: list[int] | array = _unpacked("I", e.removed_ips)  # type: ignore[type-arg]
+    if e.ipv6:
+        v6 = json.loads(e.ipv6)
+        ips, removed_ips = list(ips), list(removed_ips)
+        for i, text in v6["u"]:
+            ips[i] = int(text, 16)
+        for i, text in v6["r"]:
+            removed_ips[i] = int(text, 16)
     n = len(ips)
     if not (len(doms) == len(e.states) == n and len(e.macs) == 6 * n
             and len(e.firsts) == len(e.lasts) == 8 * n):
@@ -110,7 +130,7 @@ def unpack(entry: Entry | tuple[object, ...]) -> tuple[list[BindingRecord], list
         interfaces, vlans, ips, macs, _unpacked("d", e.firsts), _unpacked("d", e.lasts),
         previous, states, strict=True)))
     removed = [(*domains[d], ip) for d, ip in zip(
-        _unpacked("H", e.removed_doms), _unpacked("I", e.removed_ips), strict=True)]
+        _unpacked("H", e.removed_doms), removed_ips, strict=True)]
     return records, removed
 
 

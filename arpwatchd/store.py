@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,13 +27,15 @@ from arpwatchd.tracker import BindingRecord
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
-"""2: the journal (an arpwatchd that knows only 1 would not read it, so it refuses the file)."""
+SCHEMA_VERSION = 3
+"""2: the journal (an arpwatchd that knows only 1 would not read it, so it refuses the file).
+3: IPv6 bindings: `bindings.ip` holds an IPv6 address as a 17-byte blob (`_db_ip`) and the
+journal has an `ipv6` side column; a schema 2 file gains the column when a writer opens it."""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS bindings (
     interface TEXT NOT NULL,
     vlan INTEGER NOT NULL,          -- 0 for untagged
-    ip INTEGER NOT NULL,            -- IPv4 as an unsigned 32-bit number
+    ip INTEGER NOT NULL,            -- IPv4 as an unsigned 32-bit number, IPv6 as a blob
     mac TEXT NOT NULL,
     first_seen REAL NOT NULL,
     last_seen REAL NOT NULL,
@@ -75,7 +77,8 @@ CREATE TABLE IF NOT EXISTS journal (  -- changed bindings not yet folded in: see
     states BLOB NOT NULL,
     previous TEXT NOT NULL,
     removed_doms BLOB NOT NULL,
-    removed_ips BLOB NOT NULL
+    removed_ips BLOB NOT NULL,
+    ipv6 TEXT NOT NULL DEFAULT ''
 );
 """
 _ENTRY_COLUMNS = ", ".join(Entry._fields)
@@ -139,7 +142,19 @@ class Store:
                 f"({SCHEMA_VERSION}); upgrade arpwatchd or use another state file"
             )
         self._db.executescript(_SCHEMA)
+        if not self._journal_has_ipv6():  # schema 2: the journal predates IPv6
+            self._db.execute("ALTER TABLE journal ADD COLUMN ipv6 TEXT NOT NULL DEFAULT ''")
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _journal_has_ipv6(self) -> bool:
+        return any(row[1] == "ipv6" for row in self._db.execute("PRAGMA table_info(journal)"))
+
+    def _entry_columns(self) -> str:
+        """The journal's columns as `Entry` has them (a schema 2 file opened read-only has
+        no `ipv6` column: its entries hold no IPv6 address)."""
+        if self._journal_has_ipv6():
+            return _ENTRY_COLUMNS
+        return _ENTRY_COLUMNS.replace("ipv6", "'' AS ipv6")
 
     def _has_journal(self) -> bool:
         """False for a schema 1 file opened read-only (a writer adds the table)."""
@@ -157,7 +172,7 @@ class Store:
             with self._reading():
                 rows = self._db.execute(f"SELECT {_BINDING_COLUMNS} FROM bindings").fetchall()
                 entries = self._db.execute(
-                    f"SELECT {_ENTRY_COLUMNS} FROM journal ORDER BY seq").fetchall() \
+                    f"SELECT {self._entry_columns()} FROM journal ORDER BY seq").fetchall() \
                     if self._has_journal() else []
             return replay(map(_record, rows), entries)
         except (sqlite3.Error, ValueError) as exc:
@@ -228,7 +243,8 @@ class Store:
         return folded
 
     def _fold(self, budget: int | None) -> int:
-        cursor = self._db.execute(f"SELECT seq, {_ENTRY_COLUMNS} FROM journal ORDER BY seq")
+        cursor = self._db.execute(
+            f"SELECT seq, {self._entry_columns()} FROM journal ORDER BY seq")
         entries: list[tuple[object, ...]] = []
         last, folded = None, 0
         for seq, *entry in cursor:
@@ -242,7 +258,7 @@ class Store:
         changes = fold(entries)
         self._db.executemany(
             "DELETE FROM bindings WHERE interface = ? AND vlan = ? AND ip = ?",
-            (key for key, record in changes.items() if record is None))
+            ((i, v, _db_ip(ip)) for (i, v, ip), record in changes.items() if record is None))
         self._upsert(record for record in changes.values() if record is not None)
         self._db.execute("DELETE FROM journal WHERE seq <= ?", (last,))
         return folded
@@ -291,8 +307,11 @@ class Store:
         # in key order: a flood's random addresses then touch each B-tree page once,
         # in order, instead of at random (3x fewer page writes measured at 1M rows)
         rows.sort()
+        stored: Sequence[tuple[object, ...]] = rows
+        if any(row[2] > 0xFFFFFFFF for row in rows):  # IPv6 (sorted as numbers, after IPv4)
+            stored = [(*row[:2], _db_ip(row[2]), *row[3:]) for row in rows]
         self._db.executemany("INSERT OR REPLACE INTO bindings VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                             rows)
+                             stored)
 
     def macs_seen(self) -> dict[tuple[str, int | None, int, bytes], tuple[float, str]]:
         """(interface, vlan, ip, mac) -> (last seen, hostname) of imported arp.dat lines."""
@@ -360,11 +379,17 @@ def _reason(exc: Exception) -> str:
     return str(exc)
 
 
+def _db_ip(ip: int) -> int | bytes:
+    """An address as the bindings table keeps it: IPv4 as a number, an IPv6 value (beyond
+    SQLite's 64-bit integers) as 17 big-endian bytes (blobs never equal numbers)."""
+    return ip if ip <= 0xFFFFFFFF else ip.to_bytes(17, "big")
+
+
 def _record(row: tuple[Any, ...]) -> BindingRecord:
     return BindingRecord(
         interface=row[0],
         vlan=row[1] or None,
-        ip=row[2],
+        ip=int.from_bytes(row[2], "big") if isinstance(row[2], bytes) else row[2],
         mac=parse_mac(row[3]),
         first_seen=row[4],
         last_seen=row[5],
