@@ -411,6 +411,12 @@ class FastPath:
             if waiting is not None:
                 tracker.apply_repeats((waiting,))
 
+    def before_ndp(self) -> None:
+        """Before an IPv6 frame is tracked: it reads no IPv4 binding, but a new binding may
+        evict the least recently seen one, which pending repeats would have refreshed."""
+        if self._pending and self.tracker.full:
+            self.flush()
+
     def flush(self) -> None:
         """Applies every recorded repeat (a deadline, a tick, DEFER passed, the end)."""
         pending = self._pending

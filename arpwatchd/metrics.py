@@ -43,6 +43,7 @@ from arpwatchd.config import Config
 from arpwatchd.decode import ArpKind, SkipReason
 from arpwatchd.events import EventKind
 from arpwatchd.kernel import FASTPATH
+from arpwatchd.ndp import NdpKind, NdpProblem, NdpSkip
 from arpwatchd.output import OutputError
 from arpwatchd.stats import CaptureState, SensorStats
 from arpwatchd.tracker import TrackerStats
@@ -51,7 +52,9 @@ from arpwatchd.web import routed, serve
 log = logging.getLogger("arpwatchd")
 
 PREFIX = "arpwatchd_"
-SKIP_REASONS = (*(r.value for r in SkipReason), "own_frame")
+SKIP_REASONS = (*(r.value for r in SkipReason), "own_frame", *(r.value for r in NdpSkip),
+                *(r.value for r in NdpProblem))
+NDP_KINDS = (*(k.value for k in NdpKind), "invalid")
 """Decoder skip reasons, plus the sensor's own defense frames seen coming back."""
 SUPPRESSION_CAUSES = ("rate_limit", "rule")
 """Why an event was not emitted: the event rate limit, or an operator's suppression rule."""
@@ -107,6 +110,7 @@ class _Copy:
     """What one scrape reads, copied under `SensorStats.lock` so the loop is held briefly."""
 
     packets: dict[tuple[str, str], int]
+    ndp_packets: dict[tuple[str, str], int]
     skipped: dict[tuple[str, str], int]
     events: dict[tuple[str, str], int]
     suppressed: dict[tuple[str, str], int]
@@ -128,6 +132,7 @@ def _copy(stats: SensorStats) -> _Copy:
     with stats.lock:
         return _Copy(
             packets=dict(stats.packets),
+            ndp_packets=dict(stats.ndp_packets),
             skipped=dict(stats.skipped),
             events=dict(stats.events),
             suppressed=dict(stats.suppressed),
@@ -191,6 +196,7 @@ class ArpwatchCollector(Collector):
         c = _copy(self.stats)
         interfaces = sorted(
             set(c.captures) | {i for i, _ in c.packets} | {i for i, _ in c.skipped}
+            | {i for i, _ in c.ndp_packets}
         )
         yield from self._info()
         yield from self._traffic(c, interfaces)
@@ -219,9 +225,19 @@ class ArpwatchCollector(Collector):
         for (interface, kind), n in sorted(_with_zeros(c.packets, known).items()):
             packets.add_metric([interface, kind], n)
         yield packets
+        ndp = CounterMetricFamily(
+            PREFIX + "ndp_packets", "IPv6 neighbour discovery messages decoded, by interface "
+            "and kind (solicitation, dad_probe, solicited_advertisement, "
+            "unsolicited_advertisement, router_solicitation, router_advertisement, invalid).",
+            labels=["interface", "kind"])
+        known = [(i, k) for i in interfaces for k in NDP_KINDS]
+        for (interface, kind), n in sorted(_with_zeros(c.ndp_packets, known).items()):
+            ndp.add_metric([interface, kind], n)
+        yield ndp
         skipped = CounterMetricFamily(
-            PREFIX + "frames_skipped", "Captured frames that were not usable ARP, by interface "
-            "and reason.", labels=["interface", "reason"])
+            PREFIX + "frames_skipped", "Captured frames that were not usable ARP or neighbour "
+            "discovery, by interface and reason (not_ndp: IPv6 but no neighbour discovery; "
+            "invalid NDP also by its RFC 4861 problem).", labels=["interface", "reason"])
         known = [(i, r) for i in interfaces for r in SKIP_REASONS]
         for (interface, reason), n in sorted(_with_zeros(c.skipped, known).items()):
             skipped.add_metric([interface, reason], n)

@@ -14,10 +14,11 @@ from operator import itemgetter
 
 from arpwatchd.batch import Batch
 from arpwatchd.config import Config
-from arpwatchd.decode import DLT_EN10MB, ArpFrame, ArpKind, Decoder
+from arpwatchd.decode import DLT_EN10MB, ArpFrame, ArpKind, Decoder, SkipReason
 from arpwatchd.defend import Defender, Send
 from arpwatchd.events import Event, EventKind, EventLimiter
 from arpwatchd.fastpath import FastPath
+from arpwatchd.ndp import NdpFrame, NdpInvalid, decode_ndp
 from arpwatchd.output import EventWriter, OutputError
 from arpwatchd.senders import trim_oldest
 from arpwatchd.sinks import open_sinks
@@ -137,6 +138,7 @@ class Sensor:
         """
         observe = self.tracker.observe
         decode = decoder.decode_cached
+        ndp = self._ndp
         defender = self.defender if self.defender and self.defender.active else None
         own = self._own_frames
         own_macs = self.config.policy.own_macs
@@ -152,6 +154,8 @@ class Sensor:
                     return False
                 result = decode(frame)
                 if not isinstance(result, ArpFrame):
+                    if result is SkipReason.NOT_ARP:  # IPv6 neighbour discovery?
+                        return ndp(frame, ts, decoder, events, skipped)
                     skipped[result] = skipped.get(result, 0) + 1
                     return False
                 if own_macs and result.eth_src in own_macs and self._is_defense(result):
@@ -192,6 +196,25 @@ class Sensor:
             if any(kinds.values()):
                 self.stats.capture(interface).last_arp = batch.last_ts()
         self._emit(events)
+
+    def _ndp(self, frame: bytes, ts: float, decoder: Decoder, events: list[Event],
+             skipped: dict[str, int]) -> bool:
+        """An IPv6 frame (EtherType 0x86DD after the VLAN walk, `decode_ndp`) to the tracker's
+        IPv6 rules; anything else is skipped by reason. No defense: ARP only (docs/ipv6.md)."""
+        result = decode_ndp(frame, decoder.interface, decoder.linktype)
+        if isinstance(result, NdpInvalid):
+            skipped[result.problem] = skipped.get(result.problem, 0) + 1
+        elif not isinstance(result, NdpFrame):
+            skipped[result] = skipped.get(result, 0) + 1
+            return False
+        self.fastpath.before_ndp()
+        found = self.tracker.observe_ndp(result, ts)
+        if found:
+            events.extend(found)
+        with self.stats.lock:
+            kind = "invalid" if isinstance(result, NdpInvalid) else result.kind.value
+            self.stats.ndp_packets[(decoder.interface, kind)] += 1
+        return True
 
     def _is_defense(self, frame: ArpFrame) -> bool:
         """An announcement of a defended address by its owner, sent from the sensor's NIC: the

@@ -31,8 +31,11 @@ class SensorStats:
 
     packets: Counter[tuple[str, str]] = field(default_factory=Counter)
     """(interface, kind) -> ARP frames: request, reply, announcement, probe, invalid."""
+    ndp_packets: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """(interface, kind) -> IPv6 neighbour discovery messages: `NdpKind` values, invalid."""
     skipped: Counter[tuple[str, str]] = field(default_factory=Counter)
-    """(interface, reason) -> frames that were not usable ARP."""
+    """(interface, reason) -> frames that were not usable ARP or NDP (not_ndp: IPv6 but no
+    neighbour discovery; invalid NDP also by its `NdpProblem`)."""
     events: Counter[tuple[str, str]] = field(default_factory=Counter)
     """(event, severity) -> events generated, including those later suppressed."""
     suppressed: Counter[tuple[str, str]] = field(default_factory=Counter)
