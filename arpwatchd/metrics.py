@@ -32,6 +32,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
+from typing import TypeVar
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
@@ -54,6 +55,7 @@ log = logging.getLogger("arpwatchd")
 PREFIX = "arpwatchd_"
 SKIP_REASONS = (*(r.value for r in SkipReason), "own_frame", *(r.value for r in NdpSkip),
                 *(r.value for r in NdpProblem))
+FAMILIES = ("ipv4", "ipv6")
 NDP_KINDS = (*(k.value for k in NdpKind), "invalid")
 """Decoder skip reasons, plus the sensor's own defense frames seen coming back."""
 SUPPRESSION_CAUSES = ("rate_limit", "rule")
@@ -112,7 +114,7 @@ class _Copy:
     packets: dict[tuple[str, str], int]
     ndp_packets: dict[tuple[str, str], int]
     skipped: dict[tuple[str, str], int]
-    events: dict[tuple[str, str], int]
+    events: dict[tuple[str, str, str], int]
     suppressed: dict[tuple[str, str], int]
     failovers: dict[tuple[str, str], int]
     captures: dict[str, CaptureState]
@@ -151,10 +153,11 @@ def _copy(stats: SensorStats) -> _Copy:
         )
 
 
-def _with_zeros(
-    values: dict[tuple[str, str], int], known: Iterable[tuple[str, str]]
-) -> Counter[tuple[str, str]]:
-    out: Counter[tuple[str, str]] = Counter(dict.fromkeys(known, 0))
+K = TypeVar("K", tuple[str, str], tuple[str, str, str])
+
+
+def _with_zeros(values: dict[K, int], known: Iterable[K]) -> Counter[K]:
+    out: Counter[K] = Counter(dict.fromkeys(known, 0))
     out.update(values)
     return out
 
@@ -248,11 +251,12 @@ class ArpwatchCollector(Collector):
 
     def _events(self, c: _Copy) -> Iterator[Metric]:
         events = CounterMetricFamily(
-            PREFIX + "events", "Events detected, by event and severity, including events later "
-            "suppressed.", labels=["event", "severity"])
-        known = [(k.value, k.severity.value) for k in EventKind]
-        for (event, severity), n in sorted(_with_zeros(c.events, known).items()):
-            events.add_metric([event, severity], n)
+            PREFIX + "events", "Events detected, by event, severity and address family (ipv4: "
+            "ARP, ipv6: neighbour discovery), including events later suppressed.",
+            labels=["event", "severity", "family"])
+        by_family = [(k.value, k.severity.value, f) for k in EventKind for f in FAMILIES]
+        for (event, severity, family), n in sorted(_with_zeros(c.events, by_family).items()):
+            events.add_metric([event, severity, family], n)
         yield events
         suppressed = CounterMetricFamily(
             PREFIX + "events_suppressed", "Events detected but not emitted, by event and cause "

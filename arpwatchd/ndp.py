@@ -58,7 +58,11 @@ from ipaddress import IPv6Address
 import dpkt
 
 from arpwatchd.addresses import sender_mac_problem
-from arpwatchd.decode import DLT_EN10MB, MAX_TAGS, SkipReason, walk_tags
+
+# the capture filter lives in `bpf` (the capture sets it without importing this module: a
+# sensor that never sees IPv6 never pays for it); re-exported here, it is part of NDP's story
+from arpwatchd.bpf import NDP_EXPRESSION, arp_and_ndp_filter, ndp_filter, tagged_filter  # noqa: F401
+from arpwatchd.decode import DLT_EN10MB, SkipReason, walk_tags
 
 ETH_TYPE_IPV6 = 0x86DD
 NEXT_HEADER_ICMPV6 = 58
@@ -375,38 +379,3 @@ def _checksum_ok(message: bytes, src: bytes, dst: bytes) -> bool:
     # in it), and the bytes read as one big number are that sum modulo 0xffff: one C call
     # instead of unpacking and adding 40-odd words (0.2 us instead of 1.5).
     return int.from_bytes(data, "big") % 0xFFFF == 0
-
-
-# --------------------------------------------------------------------------------------------
-# Capture filter
-
-
-NDP_EXPRESSION = "(icmp6 and ip6[40] >= 133 and ip6[40] <= 136)"
-"""RS, RA, NS, NA. `ip6[40]` is the first byte after the fixed IPv6 header: the ICMPv6 type
-only when no extension header comes first (libpcap's `icmp6` checks the fixed header's next
-header, it does not walk extension headers). The module docstring says what that leaves out."""
-
-
-def tagged_filter(expression: str, max_tags: int = MAX_TAGS) -> str:
-    """`expression` untagged and behind up to `max_tags` VLAN tags, plus deeper stacks (the
-    decoder counts those as `too_many_vlan_tags`): `capture.arp_filter`'s construction.
-
-    libpcap's `vlan` shifts the offsets for the rest of the expression, even across `or`, so
-    each deeper level nests inside the one before, and ARP and NDP must share one nest
-    (`tagged_filter("arp or " + NDP_EXPRESSION)`): two nests joined by `or` would read the
-    second one 4 bytes off.
-    """
-    expr = f"{expression} or vlan"
-    for _ in range(max_tags + 1):
-        expr = f"{expression} or (vlan and ({expr}))"
-    return expr
-
-
-def ndp_filter(max_tags: int = MAX_TAGS) -> str:
-    """The BPF expression for NDP alone, untagged and behind up to `max_tags` tags."""
-    return tagged_filter(NDP_EXPRESSION, max_tags)
-
-
-def arp_and_ndp_filter(max_tags: int = MAX_TAGS) -> str:
-    """The one expression a dual-stack sensor sets (phase 2: `capture.py`)."""
-    return tagged_filter(f"arp or {NDP_EXPRESSION}", max_tags)

@@ -18,7 +18,6 @@ from arpwatchd.decode import DLT_EN10MB, ArpFrame, ArpKind, Decoder, SkipReason
 from arpwatchd.defend import Defender, Send
 from arpwatchd.events import Event, EventKind, EventLimiter
 from arpwatchd.fastpath import FastPath
-from arpwatchd.ndp import NdpFrame, NdpInvalid, decode_ndp
 from arpwatchd.output import EventWriter, OutputError
 from arpwatchd.senders import trim_oldest
 from arpwatchd.sinks import open_sinks
@@ -50,8 +49,8 @@ WRITE_FOLD = 16_384
 so this keeps up, and the fold's rows (transient, ~450 bytes each) stay a few MiB: 65,536 at a
 time made a capped flood's RSS step up by 30 MiB once the journal reached JOURNAL_MAX."""
 OWN_FRAMES_KEPT = 1024
-_KIND = itemgetter(1)
-"""An `Event`'s kind (its second field)."""
+_KIND_FAMILY = itemgetter(1, 13)
+"""An `Event`'s kind and family (its second and last fields)."""
 
 
 class Sensor:
@@ -201,6 +200,9 @@ class Sensor:
              skipped: dict[str, int]) -> bool:
         """An IPv6 frame (EtherType 0x86DD after the VLAN walk, `decode_ndp`) to the tracker's
         IPv6 rules; anything else is skipped by reason. No defense: ARP only (docs/ipv6.md)."""
+        # imported here: a sensor that never sees IPv6 never pays for the module (start-up)
+        from arpwatchd.ndp import NdpFrame, NdpInvalid, decode_ndp  # noqa: PLC0415
+
         result = decode_ndp(frame, decoder.interface, decoder.linktype)
         if isinstance(result, NdpInvalid):
             skipped[result.problem] = skipped.get(result.problem, 0) + 1
@@ -294,10 +296,12 @@ class Sensor:
 
     def _emit(self, events: list[Event], store_now: bool = False) -> None:
         if events:
-            kinds = Counter(map(_KIND, events))  # a flood's events are of one or two kinds
+            # a flood's events are of one or two kinds and one family
+            counted = Counter(map(_KIND_FAMILY, events))
+            kinds = {kind for kind, _ in counted}
             with self.stats.lock:
-                for kind, n in kinds.items():
-                    self.stats.events[(kind.value, kind.severity.value)] += n
+                for (kind, family), n in counted.items():
+                    self.stats.events[(kind.value, kind.severity.value, family)] += n
                 if EventKind.FAILOVER in kinds or EventKind.DEFENSE_FAILED in kinds:
                     for event in events:
                         if event.kind is EventKind.FAILOVER:

@@ -36,8 +36,8 @@ class SensorStats:
     skipped: Counter[tuple[str, str]] = field(default_factory=Counter)
     """(interface, reason) -> frames that were not usable ARP or NDP (not_ndp: IPv6 but no
     neighbour discovery; invalid NDP also by its `NdpProblem`)."""
-    events: Counter[tuple[str, str]] = field(default_factory=Counter)
-    """(event, severity) -> events generated, including those later suppressed."""
+    events: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    """(event, severity, family) -> events generated, including those later suppressed."""
     suppressed: Counter[tuple[str, str]] = field(default_factory=Counter)
     """(event, cause) -> events not emitted; cause is rate_limit or rule."""
     failovers: Counter[tuple[str, str]] = field(default_factory=Counter)

@@ -46,6 +46,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Hashable, Iterable
 from itertools import islice
+from typing import TYPE_CHECKING
 
 from arpwatchd.addresses import (
     BROADCAST_MAC,
@@ -59,7 +60,6 @@ from arpwatchd.addresses import (
 )
 from arpwatchd.decode import ArpFrame, ArpKind
 from arpwatchd.events import ConflictReason, Event, EventKind, EventLimiter
-from arpwatchd.ndp import NdpFrame, NdpInvalid, NdpKind
 from arpwatchd.policy import NetworkRule, TrackerPolicy
 from arpwatchd.senders import Recent, Senders, SenderStats, trim_oldest
 from arpwatchd.state import (
@@ -86,6 +86,9 @@ from arpwatchd.state import (
     rhythm,
     unpack_binding,
 )
+
+if TYPE_CHECKING:
+    from arpwatchd.ndp import NdpFrame, NdpInvalid
 
 __all__ = ["ActiveConflict", "Binding", "BindingRecord", "Steady", "StoreChanges", "Tracker",
            "TrackerStats"]
@@ -273,6 +276,9 @@ class Tracker:
           RS, RA with a source link-layer option -> a claim of the source address
           anything without a link-layer address to bind -> only asks (NS) or nothing
         """
+        # imported here: a sensor that never sees IPv6 never pays for the module (start-up)
+        from arpwatchd.ndp import NdpInvalid, NdpKind  # noqa: PLC0415
+
         if isinstance(frame, NdpInvalid):
             src = ip6_value(frame.src)
             return self._observe6(ArpFrame(frame.interface, frame.vlan, 0, ArpKind.INVALID,
@@ -545,7 +551,7 @@ class Tracker:
     ) -> bool:
         """Applies a claim; True when it only refreshed the claimant's own settled binding."""
         spa = frame.spa
-        key = dom << 32 | spa if spa < V6 else dom << _V6_SHIFT | spa
+        key = dom << 32 | spa if spa <= 0xFFFFFFFF else dom << _V6_SHIFT | spa
         sha = frame.sha
         raw = self._bindings.get(key)
         if raw is None:
@@ -809,7 +815,7 @@ class Tracker:
 
     def _probe(self, frame: ArpFrame, dom: int, ts: float, events: list[Event]) -> None:
         tpa = frame.tpa
-        key = dom << 32 | tpa if tpa < V6 else dom << _V6_SHIFT | tpa
+        key = dom << 32 | tpa if tpa <= 0xFFFFFFFF else dom << _V6_SHIFT | tpa
         raw = self._bindings.get(key)
         if raw is None:
             return
@@ -835,7 +841,7 @@ class Tracker:
         """Weighs what a reply says about its target; True when the outcome cannot change
         while the tracker's version stays the same."""
         spa = frame.spa
-        key = dom << 32 | spa if spa < V6 else dom << _V6_SHIFT | spa
+        key = dom << 32 | spa if spa <= 0xFFFFFFFF else dom << _V6_SHIFT | spa
         tha, tpa = frame.tha, frame.tpa
         if not solicited:
             self._senders.get(frame.sha, ts).unsolicited += 1
@@ -846,7 +852,7 @@ class Tracker:
             return False
         if tpa == frame.spa or tha in (ZERO_MAC, BROADCAST_MAC) or tha[0] & 1:
             return True
-        tkey = dom << 32 | tpa if tpa < V6 else dom << _V6_SHIFT | tpa
+        tkey = dom << 32 | tpa if tpa <= 0xFFFFFFFF else dom << _V6_SHIFT | tpa
         raw = self._bindings.get(tkey)
         if raw is None:
             return False  # a binding may appear for tpa: new bindings do not bump the version
@@ -1087,7 +1093,7 @@ class Tracker:
     ) -> Event:
         interface, vlan = self._domains[dom]
         if family is None:
-            family = "ipv4" if ip is None else family_of(ip)
+            family = "ipv4" if ip is None or ip <= 0xFFFFFFFF else "ipv6"
         gate = self.gate
         if gate is not None and gate.surely_drops(kind, self._latest):
             return new_tuple(Event, (ts, kind, interface, vlan, *_BARE, family))

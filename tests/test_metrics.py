@@ -71,7 +71,7 @@ def test_collector_reads_every_counter() -> None:
     stats.capture("eth0")
     stats.packets[("eth0", "request")] = 11
     stats.skipped[("eth0", "not_arp")] = 5
-    stats.events[("conflict", "critical")] = 1
+    stats.events[("conflict", "critical", "ipv4")] = 1
     stats.suppressed[("new_station", "rate_limit")] = 6
     stats.failovers[("eth0", "")] = 2
     state = stats.capture("eth0")
@@ -89,7 +89,8 @@ def test_collector_reads_every_counter() -> None:
     assert get("arpwatchd_start_time_seconds") == 1000.0
     assert get("arpwatchd_arp_packets_total", {"interface": "eth0", "kind": "request"}) == 11
     assert get("arpwatchd_frames_skipped_total", {"interface": "eth0", "reason": "not_arp"}) == 5
-    assert get("arpwatchd_events_total", {"event": "conflict", "severity": "critical"}) == 1
+    assert get("arpwatchd_events_total",
+               {"event": "conflict", "severity": "critical", "family": "ipv4"}) == 1
     assert get("arpwatchd_events_suppressed_total",
                {"event": "new_station", "cause": "rate_limit"}) == 6
     assert get("arpwatchd_failovers_total", {"interface": "eth0", "vlan": ""}) == 2
@@ -148,8 +149,9 @@ def test_known_series_are_exported_at_zero() -> None:
     stats.tracker = _tracker(conflicts=0)
     get = _registry(stats).get_sample_value
     for kind in EventKind:
-        assert get("arpwatchd_events_total",
-                   {"event": kind.value, "severity": kind.severity.value}) == 0
+        for family in ("ipv4", "ipv6"):
+            assert get("arpwatchd_events_total", {"event": kind.value, "family": family,
+                                                  "severity": kind.severity.value}) == 0
         for cause in ("rate_limit", "rule"):
             assert get("arpwatchd_events_suppressed_total",
                        {"event": kind.value, "cause": cause}) == 0
@@ -190,7 +192,7 @@ def test_no_address_labels_except_on_the_conflict_gauge() -> None:
     for metric in _registry(stats).collect():
         for sample in metric.samples:
             allowed = {"interface", "vlan", "kind", "reason", "event", "severity", "cause",
-                       "version", "python_version", "mode", "fastpath"}
+                       "family", "version", "python_version", "mode", "fastpath"}
             if metric.name == "arpwatchd_conflict_active":
                 allowed = {"interface", "vlan", "ip", "mac", "previous_mac"}
             assert set(sample.labels) <= allowed, (metric.name, sample.labels)
@@ -208,7 +210,7 @@ def test_scrapes_run_while_the_loop_counts() -> None:
             n += 1
             with stats.lock:
                 stats.packets[(f"eth{n % 50}", "request")] += 1
-                stats.events[(f"e{n % 300}", "info")] += 1
+                stats.events[(f"e{n % 300}", "info", "ipv4")] += 1
             stats.capture(f"eth{n % 50}")
 
     thread = threading.Thread(target=loop)
@@ -243,13 +245,14 @@ def test_replay_without_finish_keeps_the_conflict_active(tmp_path: Path) -> None
     assert {event["mac"], event["previous_mac"]} == {C, D}
     assert get("arpwatchd_conflict_active", conflict) == 1
     assert get("arpwatchd_failovers_total", {"interface": "lab0", "vlan": ""}) == 1
-    assert get("arpwatchd_events_total", {"event": "conflict", "severity": "critical"}) == 1
+    assert get("arpwatchd_events_total",
+               {"event": "conflict", "severity": "critical", "family": "ipv4"}) == 1
     assert get("arpwatchd_last_arp_timestamp_seconds", {"interface": "lab0"}) == t0 + 43
     sensor.finish()  # what replay --serve does on SIGTERM
     assert get("arpwatchd_conflict_active", conflict) is None
     assert get("arpwatchd_active_conflicts") == 0
     assert get("arpwatchd_events_total",
-               {"event": "conflict_resolved", "severity": "info"}) == 1
+               {"event": "conflict_resolved", "severity": "info", "family": "ipv4"}) == 1
 
 
 @pytest.mark.parametrize(("text", "expected"), [

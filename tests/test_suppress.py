@@ -121,7 +121,7 @@ def test_ms_nlb_mismatch_is_counted_not_emitted() -> None:
     assert [e for e in quiet.emitted if e.kind is not EventKind.ETHERNET_MISMATCH] == \
         [e for e in plain.emitted if e.kind is not EventKind.ETHERNET_MISMATCH]
     assert quiet.stats.suppressed[("ethernet_mismatch", "rule")] == 2
-    assert quiet.stats.events[("ethernet_mismatch", "warning")] == 2  # still detected
+    assert quiet.stats.events[("ethernet_mismatch", "warning", "ipv4")] == 2  # still detected
     assert _suppressed_metric(quiet, "ethernet_mismatch") == 2.0
 
 
