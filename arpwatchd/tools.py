@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import json
 import os
 import sys
@@ -227,6 +228,12 @@ def _export(args: argparse.Namespace, path: str) -> int:
         bindings = [b for b in store.load_bindings()
                     if args.interface is None or b.interface == args.interface]
         seen = store.macs_seen()
+    # arp.dat is IPv4 only (arpwatch has no IPv6 format): IPv6 bindings are left out, said so
+    ipv6 = sum(1 for b in bindings if b.ip > 0xFFFFFFFF)
+    if ipv6:
+        bindings = [b for b in bindings if b.ip <= 0xFFFFFFFF]
+        print(f"arpwatchd: export-arpdat: {ipv6} IPv6 binding{'s' * (ipv6 != 1)} left out "
+              f"(arp.dat holds IPv4 only)", file=sys.stderr)
     lines = list(arpdat.export_lines(bindings, seen))
     if args.output is None:
         _write(sys.stdout, lines)
@@ -275,8 +282,12 @@ def _history(args: argparse.Namespace, path: str) -> int:
         try:
             mac = mac_text(parse_mac(text))
         except ValueError:
-            print(f"arpwatchd: history: not an IPv4 or MAC address: {text!r}", file=sys.stderr)
-            return 2
+            try:  # events keep IPv6 addresses in RFC 5952 text
+                ip = str(ipaddress.IPv6Address(text.strip()))
+            except ValueError:
+                print(f"arpwatchd: history: not an IP or MAC address: {text!r}",
+                      file=sys.stderr)
+                return 2
     with _opened(path, readonly=True) as store:
         stored = store.events_for(ip=ip) if ip is not None else store.events_naming(mac or "")
     vendor_of = Vendors().lookup

@@ -5,10 +5,13 @@ opens read-only and is upgraded by a writer."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from ipaddress import IPv6Address
 from pathlib import Path
 
 from arpwatchd.addresses import ip6_value, parse_mac
+from arpwatchd.events import Event, EventKind
 from arpwatchd.journal import pack, unpack
 from arpwatchd.store import SCHEMA_VERSION, Store
 from arpwatchd.tracker import BindingRecord
@@ -69,3 +72,29 @@ def test_a_schema_2_file_opens_and_is_upgraded(tmp_path: Path) -> None:
     row = BindingRecord("eth0", None, V6, A, 1.0, 2.0)
     store.write([row], [], [])
     assert store.load_bindings() == [row]
+
+
+def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "arpwatchd", *argv], capture_output=True,
+                          text=True, check=True, timeout=120)
+
+
+def test_bindings_history_and_export_with_ipv6(tmp_path: Path) -> None:
+    """`bindings` and `history` show IPv6; `export-arpdat` leaves it out and says how many."""
+    state = str(tmp_path / "s.sqlite")
+    store = Store(state)
+    conflict = Event(5.0, EventKind.CONFLICT, "eth0", None, "fd00:17::1",
+                     "02:00:00:00:00:0b", "02:00:00:00:00:0a", "unsolicited_takeover",
+                     family="ipv6")
+    store.write([BindingRecord("eth0", None, 0x0A000001, A, 1.0, 2.0),
+                 BindingRecord("eth0", None, V6, B, 1.0, 5.0),
+                 BindingRecord("eth0", None, LL, A, 1.0, 2.0)], [], [conflict])
+    store.close()
+    shown = _cli("bindings", "--state", state).stdout
+    assert "fd00:17::1" in shown and "fe80::ff:fe00:a" in shown and "10.0.0.1" in shown
+    history = _cli("history", "--state", state, "fd00:17:0::1").stdout  # any spelling
+    assert "unsolicited_takeover" in history
+    assert '"family":"ipv6"' in _cli("history", "--json", "--state", state, "fd00:17::1").stdout
+    done = _cli("export-arpdat", "--state", state)
+    assert [line.split("\t")[1] for line in done.stdout.splitlines()] == ["10.0.0.1"]
+    assert "2 IPv6 bindings left out (arp.dat holds IPv4 only)" in done.stderr
