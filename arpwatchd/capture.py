@@ -18,6 +18,7 @@ from typing import Any
 import pcapy
 
 from arpwatchd.batch import META, Batch
+from arpwatchd.bpf import arp_and_ndp_filter
 from arpwatchd.decode import MAX_TAGS, SUPPORTED_LINKTYPES
 
 
@@ -36,7 +37,15 @@ def arp_filter(max_tags: int = MAX_TAGS) -> str:
 
 
 ARP_FILTER = arp_filter()
-ARP_FILTER_NO_VLAN = "arp"  # Linux cooked captures: libpcap has no VLAN keyword there
+
+
+def capture_filter() -> str:
+    """What the sensor reads: ARP and IPv6 neighbour discovery (RS, RA, NS, NA) in one VLAN
+    nest (`ndp.tagged_filter`: two nests joined by `or` would read tagged NDP 4 bytes off)."""
+    return arp_and_ndp_filter()
+
+ARP_FILTER_NO_VLAN = "arp"  # Linux cooked captures: libpcap has no VLAN keyword there, and
+# the NDP decoder reads Ethernet only (docs/ipv6.md)
 _LINK_NAMES = {
     0: "BSD loopback (DLT_NULL)", 6: "Token Ring", 9: "PPP", 10: "FDDI", 12: "raw IP",
     50: "PPP over HDLC", 101: "raw IP", 104: "Cisco HDLC", 105: "802.11", 108: "OpenBSD loopback",
@@ -102,7 +111,7 @@ def check_linktype(name: str, linktype: int) -> None:
 
 def _set_filter(reader: Any, name: str) -> None:
     try:
-        reader.setfilter(ARP_FILTER)
+        reader.setfilter(capture_filter())
     except pcapy.PcapError:
         try:
             reader.setfilter(ARP_FILTER_NO_VLAN)

@@ -9,7 +9,7 @@ from pathlib import Path
 import make_ndp_captures
 import ndplab
 import pytest
-from netlab import Lab, read_pcap, vlan_available
+from netlab import Lab, SensorProcess, read_pcap, vlan_available
 
 from arpwatchd.addresses import parse_mac
 from arpwatchd.decode import DLT_EN10MB, ArpFrame, Decoder
@@ -77,3 +77,29 @@ def test_the_filter_passes_every_ndp_and_arp_frame_on_the_wire() -> None:
     assert all(wanted(raw) for raw in passed)
     assert len(everything.frames) > len(passed)  # pings and MLD reports stayed out
     assert {f.vlan for raw in passed if isinstance(f := decode_ndp(raw), NdpFrame)} == {None, 10}
+
+
+def test_the_sensor_reports_fake_advertise6_as_a_conflict_naming_the_attacker() -> None:
+    """`arpwatchd run` on the lab bridge (the capture filter passes NDP): the attacker's
+    unicast unsolicited NAs for the gateway's address are a conflict at once, reason
+    unsolicited_takeover, suspect the attacker, with IPv6 in RFC 5952 text."""
+    attacker_mac = make_ndp_captures.ATTACKER_MAC
+    with Lab(ipv6=True) as lab:
+        ndplab.quiet_sensor(lab)
+        sensor = SensorProcess(lab, "{}\n").start()
+        _, victim, attacker = make_ndp_captures._gateway_victim_attacker(lab)
+        gateway_ip, victim_ip = ndplab.address(0x1), ndplab.address(0xB)
+        ndplab.ping6(victim, gateway_ip, count=2)
+        sensor.wait_for(lambda events: any(e["ip"] == gateway_ip for e in events), 20.0,
+                        "the gateway's new_station")
+        attacker.run(["atk6-fake_advertise6", "-n", "3", "-w", "1", attacker.dev, gateway_ip,
+                      victim_ip], timeout=15.0, check=False)
+        events = sensor.wait_for(
+            lambda events: any(e["event"] == "conflict" for e in events), 20.0, "the conflict")
+        sensor.stop()
+    conflict = next(e for e in events if e["event"] == "conflict")
+    assert (conflict["ip"], conflict["family"], conflict["mac"], conflict["previous_mac"],
+            conflict["reason"], conflict["suspect"]) == (
+        "fd00:17::1", "ipv6", attacker_mac, make_ndp_captures.GATEWAY_MAC,
+        "unsolicited_takeover", attacker_mac)
+    assert [e["ip"] for e in events if e["event"] == "conflict"] == ["fd00:17::1"]

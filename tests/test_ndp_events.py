@@ -5,10 +5,14 @@ No root needed."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from arpbuild import replay_quietly
 from netlab import read_pcap
 
 from arpwatchd.batch import META, Batch
@@ -164,3 +168,40 @@ def test_the_sensor_routes_ipv6_frames_to_the_same_events(path: Path) -> None:
                       if isinstance(decode_ndp(raw), NdpFrame | NdpInvalid))
     assert ndp > 0
     assert not any(reason == "not_arp" for _, reason in sensor.stats.skipped)
+
+
+def test_replay_command_prints_ipv6_events_with_the_family(tmp_path: Path) -> None:
+    state = tmp_path / "state.sqlite"
+    done = subprocess.run(
+        [sys.executable, "-m", "arpwatchd", "replay", str(NDP / "fake-advertise6.pcap"),
+         "--state", str(state), "-q"],
+        capture_output=True, text=True, check=True, timeout=120)
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    conflict = next(d for d in lines if d["event"] == "conflict")
+    assert (conflict["ip"], conflict["mac"], conflict["family"], conflict["suspect"]) == (
+        "fd00:17::1", ATTACKER, "ipv6", ATTACKER)
+    assert {d["family"] for d in lines} == {"ipv6"}
+    # the store keeps the IPv6 bindings: a second replay reports no new station
+    again = subprocess.run(
+        [sys.executable, "-m", "arpwatchd", "replay", str(NDP / "fake-advertise6.pcap"),
+         "--state", str(state), "-q"],
+        capture_output=True, text=True, check=True, timeout=120)
+    assert "new_station" not in again.stdout
+    shown = subprocess.run(
+        [sys.executable, "-m", "arpwatchd", "bindings", "--state", str(state)],
+        capture_output=True, text=True, check=True, timeout=120).stdout
+    assert "fd00:17::1" in shown and "fe80::ff:fe17:b" in shown
+    history = subprocess.run(
+        [sys.executable, "-m", "arpwatchd", "history", "--state", str(state), "fd00:17::1"],
+        capture_output=True, text=True, check=True, timeout=120).stdout
+    assert "unsolicited_takeover" in history
+
+
+@pytest.mark.parametrize("path", sorted(NDP.glob("*.pcap")), ids=lambda p: p.stem)
+def test_replay_reads_ndp_through_the_capture_filter(path: Path) -> None:
+    """`arpwatchd replay` (libpcap with the sensor's filter) gives the tracker's events."""
+    sensor = replay_quietly(path, Config())
+    expected, _ = replay(path.stem)
+    assert sensor.emitted is not None
+    assert [e._replace(interface="lab") for e in sensor.emitted] == expected
+
