@@ -865,8 +865,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="measure this git revision of arpwatchd/ (e.g. HEAD), not the "
                              "working tree that others may be editing")
     parser.add_argument("--json", type=Path, help="write all results here as JSON")
-    parser.add_argument("--live-rates", default="200000,0", metavar="PPS,...",
-                        help="live.py's rates, 0 = tcpreplay's top speed (200000,0)")
+    parser.add_argument("--live-rates", default="50000,100000,200000,0", metavar="PPS,...",
+                        help="live.py's rates, 0 = tcpreplay's top speed "
+                             "(50000,100000,200000,0)")
     parser.add_argument("--live-seconds", type=float, metavar="S",
                         help="live.py's seconds per rate (10; quick 3)")
     parser.add_argument("--live-timeout", type=float, default=300.0, metavar="S",
