@@ -820,7 +820,8 @@ def run_live(args: argparse.Namespace) -> tuple[dict[str, Any] | None, str, str]
 
 def run_callgrind(args: argparse.Namespace, under: UnderTest, paths: dict[str, Path]
                   ) -> list[callgrind.Count]:
-    variants = {"off": [], "kernel": ["kernel"], "both": ["python", "kernel"]}[args.callgrind]
+    variants = {"off": [], "kernel": ["kernel"], "both": ["python", "kernel"],
+                "all": ["arpwatch", "python", "kernel"]}[args.callgrind]
     if not variants:
         return []
     return callgrind.measure(under.command, under.env, paths, variants, jobs=2,
@@ -872,10 +873,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="live.py's seconds per rate (10; quick 3)")
     parser.add_argument("--live-timeout", type=float, default=300.0, metavar="S",
                         help="stop live.py after this long; 0 skips the live row (300)")
-    parser.add_argument("--callgrind", choices=("off", "kernel", "both"), default="kernel",
+    parser.add_argument("--callgrind", choices=("off", "kernel", "both", "all"),
+                        default="kernel",
                         help="instructions per frame of each mix, cut short "
                              "(callgrind.py): as built (kernel, the default), also with "
-                             "ARPWATCHD_KERNEL=off (both), or not at all")
+                             "ARPWATCHD_KERNEL=off (both), and LBL arpwatch's (all), or "
+                             "not at all")
     parser.add_argument("--callgrind-frames", action="append", default=[], metavar="MIX=N",
                         type=callgrind.frames_option,
                         help="count the first N frames of MIX, not callgrind.py's FRAMES "

@@ -38,7 +38,11 @@ import gen_captures  # a sibling script, not a package
 FRAMES = {"normal": 100_000, "small": 100_000, "flood": 20_000, "mirror": 500_000,
           "vlan": 50_000}
 """Frames counted per mix: each run is about 1-3 G instructions (30-60 s under callgrind)."""
-VARIANTS = {"kernel": {}, "python": {"ARPWATCHD_KERNEL": "off"}}
+VARIANTS: dict[str, dict[str, str]] = {"kernel": {}, "python": {"ARPWATCHD_KERNEL": "off"},
+                                       "arpwatch": {}}
+ARPWATCH = "/usr/sbin/arpwatch"
+"""The `arpwatch` variant counts LBL arpwatch itself (`-Q -N -r`, in an empty network
+namespace as bench.py runs it): the same per-frame cost, for the ratio without the clock."""
 _PCAP_HEADER = 24
 _RECORD = struct.Struct("<IIII")
 
@@ -84,9 +88,14 @@ def instructions(command: Sequence[str], env: dict[str, str], capture: Path, wor
     and the same by shared object (`by_object`)."""
     work.mkdir(parents=True, exist_ok=True)
     out = work / "callgrind.out"
-    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *command,
-           "replay", "--state", str(work / "state.sqlite"), "--events", os.devnull, "-q",
-           str(capture)]
+    valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+    if command == [ARPWATCH]:
+        (work / "arp.dat").touch()  # arpwatch chdir()s first: absolute paths only
+        cmd = ["unshare", "-n", *valgrind, ARPWATCH, "-Q", "-N", "-f",
+               str((work / "arp.dat").resolve()), "-r", str(capture.resolve())]
+    else:
+        cmd = [*valgrind, *command, "replay", "--state", str(work / "state.sqlite"),
+               "--events", os.devnull, "-q", str(capture)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     total = None
     if done.returncode == 0 and out.exists():
@@ -160,8 +169,8 @@ def measure(command: Sequence[str], env: dict[str, str], captures: dict[str, Pat
 
         def one(job: tuple[str, str]) -> tuple[int | None, dict[str, int]]:
             mix, variant = job
-            total, objects = instructions(command, {**env, **VARIANTS[variant]},
-                                          cuts[mix][0],
+            total, objects = instructions([ARPWATCH] if variant == "arpwatch" else command,
+                                          {**env, **VARIANTS[variant]}, cuts[mix][0],
                                           folder / f"work-{variant}-{mix or 'empty'}")
             log(f"{variant:6} {mix or 'start-up':7} {cuts[mix][1]:>8,} frames: "
                 f"{'failed' if total is None else f'{total / 1e6:,.0f} M instructions'}")
@@ -176,18 +185,20 @@ def measure(command: Sequence[str], env: dict[str, str], captures: dict[str, Pat
 
 def table(counts: list[Count]) -> str:
     """One row per mix: frames counted, start-up, per variant the total and the cost per
-    frame, then where the last variant's instructions went (shares by stage)."""
+    frame, then where arpwatchd's instructions went (shares by stage)."""
     variants = list(dict.fromkeys(c.variant for c in counts))
     mixes = list(dict.fromkeys(c.mix for c in counts))
-    names = {"kernel": "as built", "python": "ARPWATCHD_KERNEL=off"}
-    head = "| mix | frames counted | start-up |"
+    names = {"kernel": "as built", "python": "ARPWATCHD_KERNEL=off",
+             "arpwatch": "LBL arpwatch -r"}
+    where = next((v for v in ("kernel", "python") if v in variants), variants[-1])
+    head = f"| mix | frames counted | start-up ({names.get(where, where)}) |"
     for v in variants:
         head += f" {names.get(v, v)}: total | per frame |"
-    head += f" where ({names.get(variants[-1], variants[-1])}, start-up included) |"
+    head += f" where ({names.get(where, where)}, start-up included) |"
     lines = [head, "|" + "---|" * (4 + 2 * len(variants))]
     by = {(c.mix, c.variant): c for c in counts}
     for mix in mixes:
-        first = by[(mix, variants[0])]
+        first = by[(mix, where)]
         startup = "-" if first.startup is None else f"{first.startup / 1e6:,.0f} M"
         row = f"| {mix} | {first.frames:,} | {startup} |"
         for v in variants:
@@ -195,7 +206,7 @@ def table(counts: list[Count]) -> str:
             total = "-" if c.total is None else f"{c.total / 1e6:,.0f} M"
             per = "-" if c.per_frame is None else f"{c.per_frame:,.0f}"
             row += f" {total} | {per} |"
-        lines.append(row + f" {shares(by[(mix, variants[-1])].objects)} |")
+        lines.append(row + f" {shares(by[(mix, where)].objects)} |")
     return "\n".join(lines)
 
 
