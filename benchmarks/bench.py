@@ -813,9 +813,11 @@ def run_live(args: argparse.Namespace) -> tuple[dict[str, Any] | None, str, str]
         except (OSError, ValueError):
             summary = None
             note = f"{note}; no result"
-    table = "\n".join(line for line in (printed or "").splitlines()
-                      if line.startswith(("|", "- ", "  (", "capture:")))
-    return summary, note, table
+    lines = (printed or "").splitlines()
+    groups = [[x for x in lines if x.startswith("capture:")],
+              [x for x in lines if x.startswith("|")],
+              [x for x in lines if x.startswith(("- ", "  ("))]]
+    return summary, note, "\n\n".join("\n".join(g) for g in groups if g)
 
 
 def run_callgrind(args: argparse.Namespace, under: UnderTest, paths: dict[str, Path]
