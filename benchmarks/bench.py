@@ -682,15 +682,19 @@ def live_target(results: Results) -> Target | None:
     text = "sender (tcpreplay) reached " + ("-" if ceiling is None else f"{ceiling:,.0f}/s")
     if reference is not None:
         text += f", tcpdump zero drops up to {_pps(reference['zero_drop_pps'])}"
+        if not reference["all_clean"]:
+            text += " (drops above)"
     if ours is None:
         return Target(name, wanted, f"arpwatchd did not run; {text}", None)
-    return Target(name, wanted, f"zero drops up to {_pps(ours['zero_drop_pps'])}; {text}"
+    best = ours["zero_drop_pps"]
+    said = "drops at every rate tried" if best is None else f"zero drops up to {best:,.0f}/s"
+    return Target(name, wanted, f"{said}; {text}"
                   + ("" if results.live_note == "ran" else f" ({results.live_note})"),
                   bool(ours["all_clean"]) and results.live_note == "ran")
 
 
 def _pps(value: float | None) -> str:
-    return "none" if value is None else f"{value:,.0f}/s"
+    return "no rate (drops at every one)" if value is None else f"{value:,.0f}/s"
 
 
 TARGETS: list[Callable[[Results], Target | None]] = [
