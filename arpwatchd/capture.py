@@ -19,6 +19,7 @@ import pcapy
 
 from arpwatchd.batch import META, Batch
 from arpwatchd.decode import MAX_TAGS, SUPPORTED_LINKTYPES
+from arpwatchd.errors import CaptureError, InterfaceUnavailableError
 
 
 def arp_filter(max_tags: int = MAX_TAGS) -> str:
@@ -47,16 +48,6 @@ _LINK_NAMES = {
 loopback captures), named as Wireshark names them."""
 _IFF_UP = 0x1
 _IFF_LOOPBACK = 0x8
-
-
-class CaptureError(Exception):
-    """The capture cannot start or go on; the message is one line naming what failed."""
-
-
-class InterfaceUnavailableError(CaptureError):
-    """The interface does not exist or is down. At start this has an exit status of its own
-    (69), so systemd's restart limit and an operator can tell it from a broken sensor: the
-    interface may come later (a USB NIC, a VLAN made by another unit), a bug will not go."""
 
 
 @dataclass(frozen=True, slots=True)

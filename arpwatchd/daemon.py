@@ -18,7 +18,6 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from arpwatchd.capture import (
-    CaptureError,
     FileCapture,
     LiveCapture,
     Prefetcher,
@@ -27,7 +26,7 @@ from arpwatchd.capture import (
 )
 from arpwatchd.config import Config
 from arpwatchd.decode import Decoder
-from arpwatchd.output import OutputError
+from arpwatchd.errors import CaptureError, OutputError
 from arpwatchd.sensor import Sensor
 
 if TYPE_CHECKING:

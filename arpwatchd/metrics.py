@@ -41,9 +41,9 @@ from prometheus_client.registry import Collector
 from arpwatchd import __version__
 from arpwatchd.config import Config
 from arpwatchd.decode import ArpKind, SkipReason
+from arpwatchd.errors import OutputError
 from arpwatchd.events import EventKind
 from arpwatchd.kernel import FASTPATH
-from arpwatchd.output import OutputError
 from arpwatchd.stats import CaptureState, SensorStats
 from arpwatchd.tracker import TrackerStats
 from arpwatchd.web import routed, serve
