@@ -41,6 +41,11 @@ BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 10.0
 NO_ARP_AFTER = 60.0
 """Capture time after which an interface that has shown no ARP at all is mentioned, once."""
+PREFETCH_FILTERED = 0.5
+"""A replay reads its file on a thread (`Prefetcher`) once the BPF filter has dropped more
+than this share of what was read, as on a mirror port's capture: libpcap's reading and
+filtering then overlap the sensor's work. An ARP-only capture is read in the main thread,
+where batches cost no hand-off between threads (benchmarks/README.md, "Start-up and reads")."""
 
 
 @dataclass
@@ -308,12 +313,16 @@ def _replay_file(sensor: Sensor, path: str, interface: str) -> str | None:
         return str(exc)
     try:
         decoder = sensor.decoder(interface, source.linktype)
-        reader = Prefetcher(source, sensor.config.capture.batch)
+        size = sensor.config.capture.batch
+        reader: Prefetcher | None = None
         try:
-            while batch := reader.read_batch():
+            while batch := reader.read_batch() if reader else source.read_batch(size):
                 sensor.feed(decoder, batch)
+                if reader is None and source.filtered_share() > PREFETCH_FILTERED:
+                    reader = Prefetcher(source, size)
         finally:
-            reader.close()
+            if reader is not None:
+                reader.close()
     except CaptureError as exc:
         return str(exc)
     finally:
