@@ -682,6 +682,48 @@ def rss_curve(run: Run, points: int = 5) -> str:
     return "RSS MiB by share of run time: " + ", ".join(picks)
 
 
+# ----------------------------------------------------------------------------- start-up
+
+
+STARTUP_TARGET_MS = 30.0
+"""Issue 12, item 4: a replay of an empty capture within 30 ms of `python3 -c pass` plus
+importing pcapy and dpkt (the libraries no sensor can do without)."""
+
+
+def startup_check(under: UnderTest, runs: int = 20) -> bool | None:
+    """Prints the start-up row: `arpwatchd replay` of an empty capture (a pcap header only)
+    against `python -c 'import pcapy, dpkt'` and `python -c pass` on the same interpreter
+    and flags, interleaved, median of `runs` each. Returns whether the target is met."""
+    command = under.command
+    python = command[:-2] if command[-2:] == ["-m", "arpwatchd"] else [python_of(command)]
+    with tempfile.TemporaryDirectory(prefix="arpwatchd-startup-") as tmp:
+        empty = Path(tmp) / "empty.pcap"
+        empty.write_bytes(gen_captures._PCAP_HEADER.pack(0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        commands = {
+            "python -c pass": [*python, "-c", "pass"],
+            "python -c 'import pcapy, dpkt'": [*python, "-c", "import pcapy, dpkt"],
+            "arpwatchd replay EMPTY": [*command, "replay", "--events", os.devnull, "-q",
+                                       str(empty)],
+        }
+        walls: dict[str, list[float]] = {name: [] for name in commands}
+        for _ in range(runs):
+            for name, cmd in commands.items():
+                began = time.perf_counter()
+                subprocess.run(cmd, env=under.env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, check=True)
+                walls[name].append(time.perf_counter() - began)
+    ms = {name: statistics.median(w) * 1000 for name, w in walls.items()}
+    base = ms["python -c 'import pcapy, dpkt'"]
+    over = ms["arpwatchd replay EMPTY"] - base
+    print(f"\n## Start-up (issue 12)\n\n| command | wall ms (median of {runs}) |\n|---|---|")
+    for name, value in ms.items():
+        print(f"| `{name}` | {value:.1f} |")
+    passed = over <= STARTUP_TARGET_MS
+    print(f"\nempty-capture replay: {over:+.1f} ms over the pcapy+dpkt baseline (target: "
+          f"<= {STARTUP_TARGET_MS:.0f} ms): {'PASS' if passed else 'FAIL'}")
+    return passed
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -802,6 +844,7 @@ def _bench(args: argparse.Namespace, under: UnderTest, command: str) -> int:
     for t in targets:
         verdict = "n/a" if t.passed is None else ("PASS" if t.passed else "FAIL")
         print(f"| {t.name} | {t.wanted} | {t.measured} | {verdict} |")
+    startup = startup_check(under)
     print(f"\ntotal benchmark time: {time.perf_counter() - started:.0f} s")
     digest_after = source_digest(under.sources)
     if digest_after != digest_before:
@@ -829,7 +872,7 @@ def _bench(args: argparse.Namespace, under: UnderTest, command: str) -> int:
                      for rs in runs.values() for r in rs],
             "targets": [asdict(t) for t in targets],
         }, indent=2))
-    return 0 if all(t.passed is not False for t in targets) else 1
+    return 0 if all(t.passed is not False for t in targets) and startup is not False else 1
 
 
 if __name__ == "__main__":
