@@ -1,8 +1,12 @@
-"""Command line: argparse, logging, exit codes. The only place that calls sys.exit.
+"""Command line: argparse and exit codes. The only place that calls sys.exit.
 
 Exit codes: 0 success (and a clean stop on SIGTERM/SIGINT); 1 the sensor could not do its
 work (capture, state store or output failed, a capture file was damaged); 2 bad usage or a
 bad config file; 69 (EX_UNAVAILABLE) an interface to capture on is missing or down at start.
+
+Each command imports its own modules when it runs (`sensing` for run and replay, the tools'
+modules in `tools`, the config code for check-config): this module is loaded by every
+invocation, `--version` included (start-up, issue 12; tests/test_startup.py).
 """
 
 from __future__ import annotations
