@@ -13,7 +13,6 @@ import select
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -48,11 +47,17 @@ filtering then overlap the sensor's work. An ARP-only capture is read in the mai
 where batches cost no hand-off between threads (benchmarks/README.md, "Start-up and reads")."""
 
 
-@dataclass
+# Plain classes, not dataclasses: defining a dataclass compiles its generated methods at
+# import, which every replay paid for these live-loop records (start-up, issue 12).
+
+
 class Flags:
-    stop: bool = False
-    reload: bool = False
-    signal_name: str = ""
+    """Set by the signal handlers, read by the loops."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        self.reload = False
+        self.signal_name = ""
 
 
 def install_signals(flags: Flags) -> None:
@@ -68,15 +73,15 @@ def install_signals(flags: Flags) -> None:
     signal.signal(signal.SIGHUP, on_hup)
 
 
-@dataclass
 class QuietWatch:
     """Says once that an interface has shown no ARP since capture started, `after` seconds
     in: on a quiet or wrong port (not the mirror port, a VLAN the trunk does not carry) the
     sensor otherwise logs nothing after its start lines, and a newcomer cannot tell it works."""
 
-    after: float = NO_ARP_AFTER
-    started: float | None = None
-    done: bool = False
+    def __init__(self, after: float = NO_ARP_AFTER) -> None:
+        self.after = after
+        self.started: float | None = None
+        self.done = False
 
     def due(self, now: float, seen: bool) -> bool:
         """Whether to say it now; `seen`: an ARP frame has been seen on the interface."""
@@ -93,19 +98,21 @@ class QuietWatch:
         return True
 
 
-@dataclass
 class _Handle:
-    interface: str
-    capture: LiveCapture | None = None
-    decoder: Decoder | None = None
-    retry_at: float = 0.0
-    backoff: float = BACKOFF_FIRST
-    base_stats: tuple[int, int, int] = (0, 0, 0)
-    last_stats: tuple[int, int, int] = (0, 0, 0)
-    reported_drops: int = 0
-    ifindex: int | None = None
-    link_down: bool = False
-    quiet: QuietWatch = field(default_factory=QuietWatch)
+    """One interface of the live loop: its capture (None while it is being reopened)."""
+
+    def __init__(self, interface: str) -> None:
+        self.interface = interface
+        self.capture: LiveCapture | None = None
+        self.decoder: Decoder | None = None
+        self.retry_at = 0.0
+        self.backoff = BACKOFF_FIRST
+        self.base_stats = (0, 0, 0)
+        self.last_stats = (0, 0, 0)
+        self.reported_drops = 0
+        self.ifindex: int | None = None
+        self.link_down = False
+        self.quiet = QuietWatch()
 
 
 class LiveLoop:
