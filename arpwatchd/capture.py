@@ -12,9 +12,8 @@ import os
 import queue
 import socket
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pcapy
 
@@ -51,8 +50,10 @@ _IFF_UP = 0x1
 _IFF_LOOPBACK = 0x8
 
 
-@dataclass(frozen=True, slots=True)
-class CaptureStats:
+class CaptureStats(NamedTuple):
+    """libpcap's counters of a live handle (a NamedTuple: cheaper to define than a frozen
+    dataclass, and every replay imports this module)."""
+
     received: int
     dropped: int
     interface_dropped: int
