@@ -25,13 +25,14 @@ empty label as absent, so `vlan=~".*"` matches both).
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import logging
 import platform
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
@@ -41,9 +42,9 @@ from prometheus_client.registry import Collector
 from arpwatchd import __version__
 from arpwatchd.config import Config
 from arpwatchd.decode import ArpKind, SkipReason
+from arpwatchd.errors import OutputError
 from arpwatchd.events import EventKind
 from arpwatchd.kernel import FASTPATH
-from arpwatchd.output import OutputError
 from arpwatchd.stats import CaptureState, SensorStats
 from arpwatchd.tracker import TrackerStats
 from arpwatchd.web import routed, serve
@@ -132,7 +133,7 @@ def _copy(stats: SensorStats) -> _Copy:
             events=dict(stats.events),
             suppressed=dict(stats.suppressed),
             failovers=dict(stats.failovers),
-            captures={name: replace(state) for name, state in stats.captures.items()},
+            captures={name: copy.copy(state) for name, state in stats.captures.items()},
             store_write_errors=stats.store_write_errors,
             store_events_dropped=stats.store_events_dropped,
             store_writes=stats.store_writes,

@@ -365,7 +365,8 @@ def count_bindings(state: Path) -> int | None:
     """Bindings as a reader sees them: the table with the journal applied (a replay leaves a
     flood's journal to be folded in the next run's idle time)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from arpwatchd.store import Store, StoreError  # noqa: PLC0415
+    from arpwatchd.errors import StoreError  # noqa: PLC0415
+    from arpwatchd.store import Store  # noqa: PLC0415
 
     try:
         store = Store(str(state), readonly=True)
@@ -834,6 +835,44 @@ def run_callgrind(args: argparse.Namespace, under: UnderTest, paths: dict[str, P
                              log=lambda m: print(f"bench: callgrind {m}", file=sys.stderr,
                                                  flush=True),
                              frames=dict(args.callgrind_frames))
+# ----------------------------------------------------------------------------- start-up
+
+
+STARTUP_TARGET_MS = 30.0
+"""Issue 12, item 4: a replay of an empty capture within 30 ms of `python3 -c pass` plus
+importing pcapy and dpkt (the libraries no sensor can do without)."""
+
+
+def startup_check(under: UnderTest, runs: int = 20) -> Target:
+    """Prints the start-up row: `arpwatchd replay` of an empty capture (a pcap header only)
+    against `python -c 'import pcapy, dpkt'` and `python -c pass` on the same interpreter
+    and flags, interleaved, median of `runs` each. Returns the start-up row of the targets."""
+    command = under.command
+    python = command[:-2] if command[-2:] == ["-m", "arpwatchd"] else [python_of(command)]
+    with tempfile.TemporaryDirectory(prefix="arpwatchd-startup-") as tmp:
+        empty = Path(tmp) / "empty.pcap"
+        empty.write_bytes(gen_captures._PCAP_HEADER.pack(0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        commands = {
+            "python -c pass": [*python, "-c", "pass"],
+            "python -c 'import pcapy, dpkt'": [*python, "-c", "import pcapy, dpkt"],
+            "arpwatchd replay EMPTY": [*command, "replay", "--events", os.devnull, "-q",
+                                       str(empty)],
+        }
+        walls: dict[str, list[float]] = {name: [] for name in commands}
+        for _ in range(runs):
+            for name, cmd in commands.items():
+                began = time.perf_counter()
+                subprocess.run(cmd, env=under.env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, check=True)
+                walls[name].append(time.perf_counter() - began)
+    ms = {name: statistics.median(w) * 1000 for name, w in walls.items()}
+    base = ms["python -c 'import pcapy, dpkt'"]
+    over = ms["arpwatchd replay EMPTY"] - base
+    print(f"\n## Start-up (issue 12)\n\n| command | wall ms (median of {runs}) |\n|---|---|")
+    for name, value in ms.items():
+        print(f"| `{name}` | {value:.1f} |")
+    return Target("start-up: empty-capture replay over python -c 'import pcapy, dpkt'",
+                  f"<= {STARTUP_TARGET_MS:.0f} ms", f"{over:+.1f} ms", over <= STARTUP_TARGET_MS)
 
 
 # ----------------------------------------------------------------------------- main
@@ -981,7 +1020,7 @@ def _bench(args: argparse.Namespace, under: UnderTest, command: str) -> int:
         print("\nper frame = (instructions of the cut capture - instructions of an empty "
               "one) / frames; callgrind.py says how.")
 
-    targets = check_targets(results)
+    targets = [*check_targets(results), startup_check(under)]
     print("\n## Targets (issue 12)\n")
     print(targets_table(targets))
     print(f"\ntotal benchmark time: {time.perf_counter() - started:.0f} s")
