@@ -98,13 +98,16 @@ static int set_long(PyObject *obj, const Layout *l, int k, long long value) {
     return 0;
 }
 
-/* ctx: what `FastPath.run` binds once per batch, in this order. */
+/* ctx: what `FastPath.kernel_context` binds once per batch, in this order. */
 enum { C_MEMO, C_PENDING, C_RECORD, C_LAST_SEEN, C_ASKED, C_NOTE_ASKED, C_ANSWERS,
        C_NOTE_ANSWER, C_FLOOD_WINDOW, C_FLOOD_FRAMES, C_SCAN_WINDOW, C_SCAN_TARGETS,
-       C_SOLICIT, C_INACTIVE, C_STEADY, C_STATS, C_SIZE };
+       C_SOLICIT, C_INACTIVE, C_STEADY, C_STATS, C_CLAIMS, C_NEW_REQUEST, C_NEW_REPLY,
+       C_ANSWERS_OWNER, C_CLAIMED, C_SIZE };
 
 typedef struct {
     PyObject *memo, *pending, *record, *last_seen, *asked, *note_asked, *answers, *note_answer;
+    PyObject *claims;  /* None: no first sighting is judged by its claim (see `claim`) */
+    PyObject *new_request, *new_reply, *answers_owner, *claimed;
     double flood_window, scan_window, solicit, inactive;
     long long flood_frames, scan_targets;
 } Context;
@@ -270,6 +273,142 @@ done:
     return result;
 }
 
+/* ---- A known claim to a new target (most first sightings on a LAN) ----
+ *
+ * A host asking a peer it had not asked before, or the gateway answering a new host: the
+ * sender's half of the frame (Ethernet source, ARP header, opcode, sender MAC and IP: frame
+ * bytes 6 to the ARP body's 18th) is byte-identical to that of a remembered steady frame,
+ * which dpkt decoded and the tracker judged. Only the target's half is new, at fixed offsets,
+ * so it is read here and judged as the tracker would, instead of going through dpkt again.
+ * The claims memo maps those sender's halves to the `Steady` of a frame that had them. */
+
+/* Where the ARP body starts in an untagged or 802.1Q-tagged Ethernet frame long enough to
+ * hold it; 0 for any other frame (QinQ, other TPIDs, short: the slow path decodes those). */
+static Py_ssize_t arp_at(const unsigned char *f, Py_ssize_t n) {
+    if (n >= 42 && f[12] == 0x08 && f[13] == 0x06) return 14;
+    if (n >= 46 && f[12] == 0x81 && f[13] == 0x00 && f[16] == 0x08 && f[17] == 0x06) return 18;
+    return 0;
+}
+
+static int any_mac(const unsigned char *m) {  /* zero or broadcast: "no one in particular" */
+    static const unsigned char zero[6], ones[6] = {255, 255, 255, 255, 255, 255};
+    return memcmp(m, zero, 6) == 0 || memcmp(m, ones, 6) == 0;
+}
+
+/* The `Steady` the tracker would give the frame `f` (ARP body at `at`), a first sighting of
+ * the known steady claim `known` (same sender, MAC, IP and tag) to another target, sent with
+ * opcode `is_request`; Py_None (a new reference) when that is not certain; NULL on error.
+ * What the tracker does with a target (`Tracker._note_steady`, `Tracker.answers_owner`):
+ * announcements (sender IP = target IP, target MAC none or the sender's) and answers to
+ * probes are never steady; a reply to the broadcast or zero MAC is never remembered; a
+ * reply's unicast target must be the owner of its address (or share it with the owner). */
+static PyObject *claimed(const Context *c, const unsigned char *f, Py_ssize_t at,
+                         PyObject *known, int is_request) {
+    const unsigned char *tha = f + at + 18, *p = f + at + 24;
+    unsigned long long tpa = (unsigned long long)p[0] << 24 | p[1] << 16 | p[2] << 8 | p[3];
+    PyObject *key = get(known, &steady_layout, K_KEY), *dom = get(known, &steady_layout, K_DOM),
+             *sha = get(known, &steady_layout, K_SHA),
+             *stats = get(known, &steady_layout, K_STATS);
+    if (key == NULL || dom == NULL || sha == NULL || stats == NULL) return NULL;
+    if (!PyBytes_CheckExact(sha) || PyBytes_GET_SIZE(sha) != 6 || !PyLong_CheckExact(dom))
+        Py_RETURN_NONE;
+    unsigned long long spa = PyLong_AsUnsignedLongLongMask(key);
+    long long d = PyLong_AsLongLong(dom);
+    if ((d == -1 || spa == (unsigned long long)-1) && PyErr_Occurred()) return NULL;
+    spa &= 0xFFFFFFFFull;
+    if (d < 0 || d > 0x7FFFFFFF) Py_RETURN_NONE;
+    int none = any_mac(tha);
+    if (spa == tpa && (none || memcmp(tha, PyBytes_AS_STRING(sha), 6) == 0)) Py_RETURN_NONE;
+    if (!is_request && (tpa == 0 || none)) Py_RETURN_NONE;
+    PyObject *argv[6] = {dom, NULL, stats, sha, NULL, NULL};
+    PyObject *result = NULL;
+    argv[1] = PyLong_FromUnsignedLongLong(spa);
+    argv[4] = PyBytes_FromStringAndSize((const char *)tha, 6);
+    argv[5] = PyLong_FromUnsignedLongLong(tpa);
+    if (argv[1] == NULL || argv[4] == NULL || argv[5] == NULL) goto done;
+    if (!is_request && tpa != spa && !(tha[0] & 1)) {
+        PyObject *target = PyLong_FromUnsignedLongLong((unsigned long long)d << 32 | tpa);
+        if (target == NULL) goto done;
+        PyObject *args[2] = {target, argv[4]};
+        PyObject *owner = PyObject_Vectorcall(c->answers_owner, args, 2, NULL);
+        Py_DECREF(target);
+        int ok = as_bool(owner);
+        Py_XDECREF(owner);
+        if (ok < 0) goto done;
+        if (!ok) {
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+    }
+    result = PyObject_Vectorcall(is_request ? c->new_request : c->new_reply, argv, 6, NULL);
+done:
+    Py_XDECREF(argv[1]);  /* the others are borrowed from `known` */
+    Py_XDECREF(argv[4]);
+    Py_XDECREF(argv[5]);
+    return result;
+}
+
+/* A frame not in the memo: 1 a request, 2 a reply proven by its known claim and done
+ * (remembered through `claimed`, so its repeats are memo hits), 0 not provable, -1 error. */
+static int claim(const Context *c, PyObject *frame, double ts, PyObject *ts_obj) {
+    const unsigned char *f = (const unsigned char *)PyBytes_AS_STRING(frame);
+    Py_ssize_t at = arp_at(f, PyBytes_GET_SIZE(frame));
+    if (at == 0) return 0;
+    PyObject *half = PyBytes_FromStringAndSize((const char *)f + 6, at + 12);
+    if (half == NULL) return -1;
+    int result = -1;
+    PyObject *known = PyDict_GetItemWithError(c->claims, half), *s = NULL;
+    int flip = 0;
+    if (known == NULL) {
+        if (PyErr_Occurred()) goto done;
+        /* the same sender's claim with the other opcode will do: the sender, its MAC and IP
+         * are what a claim vouches for (the tracker gives both opcodes the same binding and
+         * statistics); the opcode only says which rules the frame meets. Any other opcode is
+         * invalid (issue 15): never a repeat. */
+        unsigned char op0 = f[at + 6], op1 = f[at + 7];
+        if (op0 != 0 || (op1 != 1 && op1 != 2)) {
+            result = 0;
+            goto done;
+        }
+        PyObject *other = PyBytes_FromStringAndSize(NULL, at + 12);
+        if (other == NULL) goto done;
+        memcpy(PyBytes_AS_STRING(other), f + 6, (size_t)(at + 12));
+        PyBytes_AS_STRING(other)[at + 1] = (char)(op1 == 1 ? 2 : 1);
+        known = PyDict_GetItemWithError(c->claims, other);
+        Py_DECREF(other);
+        if (known == NULL) {
+            result = PyErr_Occurred() ? -1 : 0;
+            goto done;
+        }
+        flip = 1;
+    }
+    if (!Py_IS_TYPE(known, steady_layout.type)) {
+        result = 0;
+        goto done;
+    }
+    int is_request = as_bool(get(known, &steady_layout, K_IS_REQUEST));
+    if (is_request < 0) goto done;
+    Py_INCREF(known);  /* the calls below run Python code */
+    s = claimed(c, f, at, known, is_request ^ flip);
+    Py_DECREF(known);
+    if (s == NULL) goto done;
+    if (!Py_IS_TYPE(s, steady_layout.type)) {
+        result = 0;
+        goto done;
+    }
+    result = repeat(c, s, ts, ts_obj);
+    if (result > 0) {
+        PyObject *args[3] = {frame, half, s};
+        PyObject *r = PyObject_Vectorcall(c->claimed, args, 3, NULL);
+        if (r == NULL) result = -1;
+        Py_XDECREF(r);
+    }
+done:
+    Py_XDECREF(s);
+    Py_DECREF(half);
+    return result;
+}
+
 static int context(PyObject *const *item, Context *c) {
     c->memo = item[C_MEMO];
     c->pending = item[C_PENDING];
@@ -279,9 +418,15 @@ static int context(PyObject *const *item, Context *c) {
     c->note_asked = item[C_NOTE_ASKED];
     c->answers = item[C_ANSWERS];
     c->note_answer = item[C_NOTE_ANSWER];
+    c->claims = item[C_CLAIMS];
+    c->new_request = item[C_NEW_REQUEST];
+    c->new_reply = item[C_NEW_REPLY];
+    c->answers_owner = item[C_ANSWERS_OWNER];
+    c->claimed = item[C_CLAIMED];
     if (!PyDict_Check(c->memo) || !PyDict_Check(c->pending) || !PyDict_Check(c->asked)
-        || !PyDict_Check(c->answers)) {
-        PyErr_SetString(PyExc_TypeError, "memo, pending, asked and answers must be dicts");
+        || !PyDict_Check(c->answers) || (c->claims != Py_None && !PyDict_Check(c->claims))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "memo, pending, asked, answers and claims must be dicts");
         return -1;
     }
     if (layout(&steady_layout, item[C_STEADY], steady_names, STEADY_FIELDS) < 0
@@ -328,17 +473,29 @@ static PyObject *repeats(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         PyObject *frame = PyBytes_FromStringAndSize(data + rec[2], rec[3]);
         if (frame == NULL) return NULL;
         PyObject *s = PyDict_GetItemWithError(c.memo, frame);
-        Py_DECREF(frame);
-        if (s == NULL) {
+        if (s == NULL && (PyErr_Occurred() || c.claims == Py_None)) {
+            Py_DECREF(frame);
             if (PyErr_Occurred()) return NULL;
             break;
         }
-        if (!Py_IS_TYPE(s, steady_layout.type)) break;
+        if (s != NULL && !Py_IS_TYPE(s, steady_layout.type)) {
+            Py_DECREF(frame);
+            break;
+        }
         PyObject *ts_obj = PyFloat_FromDouble(ts);
-        if (ts_obj == NULL) return NULL;
-        Py_INCREF(s);
-        int r = repeat(&c, s, ts, ts_obj);
-        Py_DECREF(s);
+        if (ts_obj == NULL) {
+            Py_DECREF(frame);
+            return NULL;
+        }
+        int r;
+        if (s != NULL) {
+            Py_INCREF(s);
+            r = repeat(&c, s, ts, ts_obj);
+            Py_DECREF(s);
+        } else {
+            r = claim(&c, frame, ts, ts_obj);
+        }
+        Py_DECREF(frame);
         Py_DECREF(ts_obj);
         if (r < 0) return NULL;
         if (r == 0) break;

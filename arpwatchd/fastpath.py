@@ -86,6 +86,10 @@ def _arp_at(frame: bytes) -> int:
     return 0
 
 
+def _nothing(frame: bytes) -> None:
+    return None
+
+
 class Pending:
     """The repeats of one binding's steady frames since they were last applied: one record
     per binding, not per frame, so a gateway answering thousands of hosts is applied once."""
@@ -158,11 +162,12 @@ class FastPath:
         note_answer = tracker.note_answer
         table = (interface, linktype)
         memo = self._memos.setdefault(table, {})
-        memo_get = memo.get
+        memo_get: Callable[[bytes], Steady | None] = memo.get
         claims = self._claims.setdefault(table, {})
         # under a flood of new stations (few hits) no first sighting repeats a known claim:
         # looking for one would only cost
-        claims_get = claims.get if ethernet and self._remember_new else None
+        judge_claims = ethernet and self._remember_new
+        claims_get = claims.get if judge_claims else None
         pending = self._pending
         pending_get = pending.get
         last_seen = tracker.last_seen
@@ -174,7 +179,10 @@ class FastPath:
         # only to come back: the crossing costs more than the Python loop's memo miss
         kernel = self.kernel if self._remember_new else None
         if kernel is not None:
-            records = self._unproven(kernel, batch, self.kernel_context(table))
+            # the kernel hands back only what it cannot prove: straight to the slow path
+            records = self._unproven(kernel, batch, self.kernel_context(table, judge_claims))
+            memo_get = _nothing
+            claims_get = None
         for sec, usec, offset, length in records:
             frame = data[offset : offset + length]
             ts = sec + usec * 1e-6
@@ -266,7 +274,7 @@ class FastPath:
                 and (self._remember_new or not tracker.steady_created)
             ):
                 self._remember(memo, frame, tracker.steady)
-                if claims_get is not None and (at := _arp_at(frame)):
+                if judge_claims and (at := _arp_at(frame)):
                     self._remember_claim(claims, frame[6 : at + 18], tracker.steady)
             if tracker.version != self._version:
                 self._invalidate()
@@ -286,16 +294,27 @@ class FastPath:
             self._remember_new = self._hits * 8 >= self._frames
             self._frames = self._hits = 0
 
-    def kernel_context(self, table: tuple[str, int]) -> tuple[object, ...]:
+    def kernel_context(self, table: tuple[str, int], claims: bool = False
+                       ) -> tuple[object, ...]:
         """What the C kernel reads and writes for frames of `table` (interface, link type),
-        in the order `_kernel.c` expects: the same objects `run` uses."""
+        in the order `_kernel.c` expects: the same objects `run` uses. With `claims`, first
+        sightings of a known claim to a new target are judged by it too."""
         tracker = self.tracker
         policy = tracker.policy
-        return (self._memos.setdefault(table, {}), self._pending, Pending, tracker.last_seen,
+        memo = self._memos.setdefault(table, {})
+        known = self._claims.setdefault(table, {})
+
+        def claimed(frame: bytes, claim: bytes, steady: Steady) -> None:
+            self._remember(memo, frame, steady)
+            self._remember_claim(known, claim, steady)
+            self.claimed += 1
+
+        return (memo, self._pending, Pending, tracker.last_seen,
                 tracker.asked_times, tracker.note_asked, tracker.answers, tracker.note_answer,
                 policy.flood_window, policy.flood_frames, policy.scan_window,
                 policy.scan_targets, policy.solicit_window, policy.inactive_after, Steady,
-                SenderStats)
+                SenderStats, known if claims else None, Steady.request, Steady.reply,
+                tracker.answers_owner, claimed)
 
     def _unproven(
         self, kernel: ModuleType, batch: Batch, context: tuple[object, ...]
