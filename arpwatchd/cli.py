@@ -214,7 +214,8 @@ def _check_config(path: str) -> int:
 
 def _note_fastpath() -> None:
     if kernel.FALLBACK is not None:
-        log.info("fast path in Python (%s): the same events, more CPU per frame",
+        log.info("fast path in Python (%s): every frame decoded and tracked, the same "
+                 "events, more CPU per frame",
                  kernel.FALLBACK)
 
 
