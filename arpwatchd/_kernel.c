@@ -1,19 +1,35 @@
-/* The fast path's repeat loop in C (issue 12): most frames on a LAN repeat a remembered
- * steady frame byte for byte, and the interpreter's per-frame cost for proving so dominates a
- * replay (DESIGN.md section 8). `repeats` walks a batch from a given frame and does, for each
- * whole-frame memo hit, exactly what `FastPath.run` does for one; it stops, changing nothing
- * for that frame, at the first frame it cannot prove, which `FastPath.run` then handles in
- * Python (claims, the slow path, flushes) before calling it again for the rest.
+/* The repeat rules (issue 12): most frames on a LAN change nothing but times and counters,
+ * and the interpreter's per-frame cost for proving so dominates a replay (DESIGN.md section
+ * 8). This file is the only place those rules are written: without it every frame takes the
+ * slow path (dpkt and the tracker), which is what each rule here must agree with exactly.
  *
- * The rules are `FastPath.run`'s, statement for statement, read and written through the same
- * Python objects (memo, pending records, sender stats, request and answer tables), so either
- * side can stop anywhere. A frame that would roll a window and then go the slow way is left
- * untouched: Python rolls it the same way before sending it down.
+ * `run` walks a batch once, in order. A frame is a provable repeat when, before the horizon
+ * (a hold ending, deferred refreshes due):
+ *   - its bytes are a remembered steady frame's (the memo: the tracker said that frame only
+ *     refreshed its sender's own settled claim), or it is a first sighting of a known claim
+ *     to a new target (`claim`, `claimed`: the sender's half is a remembered one's);
+ *   - its binding was not silent for `inactive_after` (that is new activity: slow path);
+ *   - a request does not roll a flood or scan window into an alarm (`request`): the windows
+ *     of `Senders.count_frame` / `count_target`, rolled the same way;
+ *   - a reply answers a request on record within `solicit_window` (`reply`).
+ * Its bookkeeping is done here: the request and answer tables refreshed at once (their
+ * order decides evictions once full, as on the slow path), the sender's windows counted,
+ * the binding's refresh recorded for later (`Pending`). Every other frame goes, in order, to
+ * the `handle` callback (slow path, remembering, invalidation, flushes) and nothing of it is
+ * changed here first.
  *
+ * State lives in one place, the Python objects the tracker owns (tables, SenderStats) and
+ * the fast path's memos and pending records; the kernel reads and writes them through the
+ * context tuple `FastPath.kernel_context` builds, so either side may act between frames.
  * Fields of the slotted objects (Steady, SenderStats, Pending) are read and written at their
  * slots' offsets, found once from the classes' member descriptors, as the interpreter's own
  * specialised attribute access does: a generic attribute look-up per field cost more than
- * the interpreter's (measured: the first version was 8 % slower than pure Python). */
+ * the interpreter's (measured: the first version was 8 % slower than pure Python).
+ *
+ * Safe on any bytes: a record's offset and length are cut to the data as Python slices, a
+ * frame is read at fixed offsets only once its length is checked (`arp_at`), and anything
+ * of an unexpected type is not provable (handed back). Fuzzed: tests/test_kernel.py (also
+ * under AddressSanitizer) and tests/test_fastpath_fuzz.py. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
@@ -442,74 +458,81 @@ static int context(PyObject *const *item, Context *c) {
     return PyErr_Occurred() ? -1 : 0;
 }
 
-PyDoc_STRVAR(repeats_doc,
-"repeats(context, data, meta, start, horizon) -> (stop, requests, replies)\n\n"
-"Handles frames start, start+1, ... of a batch while each is a provable repeat; stop is\n"
-"the index of the first frame it leaves untouched (len of the batch when none).");
+PyDoc_STRVAR(run_doc,
+"run(context, data, meta, horizon, handle) -> (requests, replies)\n\n"
+"Walks a batch (pcapy-ng's next_batch output) in order: each frame before `horizon` that it\n"
+"proves a repeat it does (counted as a request or a reply); every other frame goes to\n"
+"handle(ts, frame), which returns the new horizon.");
 
-static PyObject *repeats(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+/* One crossing per batch: the frames it cannot prove are handed back through `handle` (the
+ * slow path, then the fast path's bookkeeping) from inside the loop, which costs less than
+ * returning to Python and being called again for the rest (a generator step, a re-read
+ * context, a result tuple per hand-back). `handle` may run any Python code, so nothing
+ * borrowed from the tables is kept across it; the context (dicts, callables, settings)
+ * cannot change within a batch. */
+static PyObject *run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 5 || !PyTuple_CheckExact(args[0]) || PyTuple_GET_SIZE(args[0]) != C_SIZE
-        || !PyBytes_CheckExact(args[1]) || !PyBytes_CheckExact(args[2])) {
+        || !PyBytes_CheckExact(args[1]) || !PyBytes_CheckExact(args[2])
+        || !PyCallable_Check(args[4])) {
         PyErr_SetString(PyExc_TypeError,
-                        "repeats(context: tuple, data: bytes, meta: bytes, start, horizon)");
+                        "run(context: tuple, data: bytes, meta: bytes, horizon, handle)");
         return NULL;
     }
     Context c;
     if (context(&PyTuple_GET_ITEM(args[0], 0), &c) < 0) return NULL;
-    Py_ssize_t start = PyLong_AsSsize_t(args[3]);
-    double horizon = PyFloat_AsDouble(args[4]);
-    if (PyErr_Occurred()) return NULL;
+    double horizon = PyFloat_AsDouble(args[3]);
+    if (horizon == -1.0 && PyErr_Occurred()) return NULL;
+    PyObject *handle = args[4];
     /* the batch stays alive (and immutable) in the caller's frame while this runs */
     const char *data = PyBytes_AS_STRING(args[1]), *meta = PyBytes_AS_STRING(args[2]);
-    size_t size = (size_t)PyBytes_GET_SIZE(args[1]);
-    Py_ssize_t n = PyBytes_GET_SIZE(args[2]) / 16, i = start < 0 ? 0 : start;
+    uint64_t size = (uint64_t)PyBytes_GET_SIZE(args[1]);
+    Py_ssize_t n = PyBytes_GET_SIZE(args[2]) / 16;  /* a record cut short is no frame */
     long requests = 0, replies = 0;
-    for (; i < n; i++) {
+    for (Py_ssize_t i = 0; i < n; i++) {
         uint32_t rec[4];  /* sec, usec, offset, length: native order, as pcapy-ng writes */
         memcpy(rec, meta + 16 * i, sizeof rec);
-        if (rec[2] > size || rec[3] > size - rec[2]) break;  /* Python slices short: its job */
+        /* `data[offset : offset + length]`, cut at the end of the data as Python slices */
+        uint64_t start = rec[2] < size ? rec[2] : size, stop = (uint64_t)rec[2] + rec[3];
+        if (stop > size) stop = size;
+        if (stop < start) stop = start;
         double ts = (double)rec[0] + (double)rec[1] * 1e-6;  /* as `sec + usec * 1e-6` */
-        if (!(ts < horizon)) break;
-        PyObject *frame = PyBytes_FromStringAndSize(data + rec[2], rec[3]);
-        if (frame == NULL) return NULL;
-        PyObject *s = PyDict_GetItemWithError(c.memo, frame);
-        if (s == NULL && (PyErr_Occurred() || c.claims == Py_None)) {
-            Py_DECREF(frame);
-            if (PyErr_Occurred()) return NULL;
-            break;
+        PyObject *frame = PyBytes_FromStringAndSize(data + start, (Py_ssize_t)(stop - start));
+        PyObject *ts_obj = frame != NULL ? PyFloat_FromDouble(ts) : NULL;
+        int r = ts_obj != NULL ? 0 : -1;
+        /* at the horizon (a hold ending, refreshes due) the slow path goes first */
+        if (r == 0 && ts < horizon) {
+            PyObject *s = PyDict_GetItemWithError(c.memo, frame);
+            if (s != NULL) {
+                if (Py_IS_TYPE(s, steady_layout.type)) {
+                    Py_INCREF(s);
+                    r = repeat(&c, s, ts, ts_obj);
+                    Py_DECREF(s);
+                }
+            } else if (PyErr_Occurred()) {
+                r = -1;
+            } else if (c.claims != Py_None) {
+                r = claim(&c, frame, ts, ts_obj);
+            }
         }
-        if (s != NULL && !Py_IS_TYPE(s, steady_layout.type)) {
-            Py_DECREF(frame);
-            break;
+        if (r == 0) {
+            PyObject *argv[2] = {ts_obj, frame};
+            PyObject *next = PyObject_Vectorcall(handle, argv, 2, NULL);
+            r = next != NULL && as_double(next, &horizon) == 0 ? 0 : -1;
+            Py_XDECREF(next);
+        } else if (r == 1) {
+            requests++;
+        } else if (r == 2) {
+            replies++;
         }
-        PyObject *ts_obj = PyFloat_FromDouble(ts);
-        if (ts_obj == NULL) {
-            Py_DECREF(frame);
-            return NULL;
-        }
-        int r;
-        if (s != NULL) {
-            Py_INCREF(s);
-            r = repeat(&c, s, ts, ts_obj);
-            Py_DECREF(s);
-        } else {
-            r = claim(&c, frame, ts, ts_obj);
-        }
-        Py_DECREF(frame);
-        Py_DECREF(ts_obj);
+        Py_XDECREF(frame);
+        Py_XDECREF(ts_obj);
         if (r < 0) return NULL;
-        if (r == 0) break;
-        if (r == 1) requests++; else replies++;
     }
-    PyObject *out[3] = {PyLong_FromSsize_t(i), PyLong_FromLong(requests),
-                        PyLong_FromLong(replies)};
-    PyObject *result = out[0] && out[1] && out[2] ? PyTuple_Pack(3, out[0], out[1], out[2]) : NULL;
-    for (int k = 0; k < 3; k++) Py_XDECREF(out[k]);
-    return result;
+    return Py_BuildValue("(ll)", requests, replies);
 }
 
 static PyMethodDef methods[] = {
-    {"repeats", (PyCFunction)(void (*)(void))repeats, METH_FASTCALL, repeats_doc},
+    {"run", (PyCFunction)(void (*)(void))run, METH_FASTCALL, run_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -35,11 +35,11 @@ nothing is remembered and nothing deferred (`kernel.py` says so at start).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from operator import attrgetter
 from types import ModuleType
 
-from arpwatchd.batch import META, Batch
+from arpwatchd.batch import Batch
 from arpwatchd.decode import ArpFrame, ArpKind
 from arpwatchd.events import Event
 from arpwatchd.kernel import KERNEL
@@ -131,10 +131,11 @@ class FastPath:
         # under a flood of new stations (few hits) no first sighting repeats a known claim:
         # looking for one would only cost
         judge_claims = ethernet and self._remember_new
-        hits = [0, 0]
-        context = self.kernel_context(table, judge_claims)
-        for ts, frame in self._unproven(kernel, batch, context, hits):
-            if self._pending and ts >= self._horizon():
+        pending = self._pending
+
+        def handle(ts: float, frame: bytes) -> float:
+            """A frame the kernel cannot prove: the slow path, then the bookkeeping."""
+            if pending and ts >= self._horizon():
                 self.flush()
             if (
                 slow(ts, frame)
@@ -148,7 +149,10 @@ class FastPath:
                 self._invalidate()
             if self._flushed_at is None:  # the DEFER and inactive_after clocks start here
                 self._flushed_at = ts
-        requests, replies = hits
+            return self._horizon()
+
+        requests, replies = kernel.run(self.kernel_context(table, judge_claims), batch.data,
+                                       batch.meta, self._horizon(), handle)
         self.request_hits += requests
         self.reply_hits += replies
         self._frames += len(batch)
@@ -179,24 +183,6 @@ class FastPath:
                 policy.scan_targets, policy.solicit_window, policy.inactive_after, Steady,
                 SenderStats, known if claims else None, Steady.request, Steady.reply,
                 tracker.answers_owner, claimed)
-
-    def _unproven(
-        self, kernel: ModuleType, batch: Batch, context: tuple[object, ...], hits: list[int]
-    ) -> Iterator[tuple[float, bytes]]:
-        """The frames the C kernel leaves to the slow path, in order: it handles every repeat
-        it can prove up to the next one and leaves that frame untouched. Resumed after `run`
-        handled it, so the horizon is current; counts the repeats into `hits`."""
-        repeats = kernel.repeats
-        data, meta = batch.data, batch.meta
-        i, n = 0, len(batch)
-        while i < n:
-            i, requests, replies = repeats(context, data, meta, i, self._horizon())
-            hits[0] += requests
-            hits[1] += replies
-            if i < n:
-                sec, usec, offset, length = META.unpack_from(meta, i * META.size)
-                yield sec + usec * 1e-6, data[offset : offset + length]
-                i += 1
 
     def _remember(self, memo: dict[bytes, Steady], frame: bytes, steady: Steady) -> None:
         if self._size >= MAX_MEMOS:
