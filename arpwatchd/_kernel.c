@@ -37,12 +37,12 @@
 
 /* Slot offsets of the fields used here, per class, resolved by `layout`. */
 enum { K_KEY, K_DOM, K_STATS, K_IS_REQUEST, K_TARGET, K_ASKED, K_ASKED_ANY, K_SHA, K_THA,
-       STEADY_FIELDS };
+       K_DEPENDS, STEADY_FIELDS };
 enum { F_FLOOD_START, F_FLOOD_COUNT, F_PENDING, F_FLOODING, F_SCAN_TARGETS, F_SCAN_START,
        F_SCANNING, STATS_FIELDS };
 enum { P_LAST, PENDING_FIELDS };
 static const char *steady_names[] = {"key", "dom", "stats", "is_request", "target", "asked",
-                                     "asked_any", "sha", "tha"};
+                                     "asked_any", "sha", "tha", "depends"};
 static const char *stats_names[] = {"flood_start", "flood_count", "pending", "flooding",
                                     "scan_targets", "scan_start", "scanning"};
 static const char *pending_names[] = {"last"};
@@ -117,13 +117,13 @@ static int set_long(PyObject *obj, const Layout *l, int k, long long value) {
 /* ctx: what `FastPath.kernel_context` binds once per batch, in this order. */
 enum { C_MEMO, C_PENDING, C_RECORD, C_LAST_SEEN, C_ASKED, C_NOTE_ASKED, C_ANSWERS,
        C_NOTE_ANSWER, C_FLOOD_WINDOW, C_FLOOD_FRAMES, C_SCAN_WINDOW, C_SCAN_TARGETS,
-       C_SOLICIT, C_INACTIVE, C_STEADY, C_STATS, C_CLAIMS, C_NEW_REQUEST, C_NEW_REPLY,
-       C_ANSWERS_OWNER, C_CLAIMED, C_SIZE };
+       C_SOLICIT, C_INACTIVE, C_STEADY, C_STATS, C_CLAIMS, C_ANSWERS_OWNER, C_CLAIMED,
+       C_SIZE };
 
 typedef struct {
     PyObject *memo, *pending, *record, *last_seen, *asked, *note_asked, *answers, *note_answer;
     PyObject *claims;  /* None: no first sighting is judged by its claim (see `claim`) */
-    PyObject *new_request, *new_reply, *answers_owner, *claimed;
+    PyObject *answers_owner, *claimed;
     double flood_window, scan_window, solicit, inactive;
     long long flood_frames, scan_targets;
 } Context;
@@ -327,6 +327,53 @@ static int any_mac(const unsigned char *m) {  /* zero or broadcast: "no one in p
     return memcmp(m, zero, 6) == 0 || memcmp(m, ones, 6) == 0;
 }
 
+/* `ask_key(dom, ip)` (state.py): struct "!IIc" of the domain, the address and b"Q", then
+ * `asker` (6 bytes) when given. */
+static PyObject *ask_key(unsigned long long dom, unsigned long long ip,
+                         const unsigned char *asker) {
+    PyObject *k = PyBytes_FromStringAndSize(NULL, asker != NULL ? 15 : 9);
+    if (k == NULL) return NULL;
+    unsigned char *b = (unsigned char *)PyBytes_AS_STRING(k);
+    for (int i = 0; i < 4; i++) {
+        b[i] = (unsigned char)(dom >> (24 - 8 * i));
+        b[4 + i] = (unsigned char)(ip >> (24 - 8 * i));
+    }
+    b[8] = 'Q';
+    if (asker != NULL) memcpy(b + 9, asker, 6);
+    return k;
+}
+
+/* `Steady.request(dom, spa, stats, sha, tha, tpa)` or `Steady.reply(...)`, built here (a
+ * Python call per first sighting cost more than the rest of its proof); the fields are the
+ * ones those class methods give. */
+static PyObject *new_steady(PyObject *dom, PyObject *stats, PyObject *sha,
+                            unsigned long long d, unsigned long long spa,
+                            const unsigned char *tha, unsigned long long tpa, int is_request) {
+    const Layout *L = &steady_layout;
+    PyObject *v[STEADY_FIELDS] = {NULL};
+    PyObject *s = NULL;
+    const unsigned char *asker = is_request ? (const unsigned char *)PyBytes_AS_STRING(sha)
+                                            : tha;
+    v[K_KEY] = PyLong_FromUnsignedLongLong(d << 32 | spa);
+    v[K_TARGET] = PyLong_FromUnsignedLongLong(tpa);
+    v[K_ASKED] = ask_key(d, is_request ? tpa : spa, asker);
+    v[K_ASKED_ANY] = ask_key(d, is_request ? tpa : spa, NULL);
+    v[K_THA] = PyBytes_FromStringAndSize((const char *)tha, 6);
+    v[K_DEPENDS] = is_request ? Py_NewRef(v[K_KEY] ? v[K_KEY] : Py_None)
+                              : PyLong_FromUnsignedLongLong(d << 32 | tpa);
+    v[K_DOM] = Py_NewRef(dom);
+    v[K_STATS] = Py_NewRef(stats);
+    v[K_SHA] = Py_NewRef(sha);
+    v[K_IS_REQUEST] = Py_NewRef(is_request ? Py_True : Py_False);
+    int ok = 1;
+    for (int k = 0; k < STEADY_FIELDS; k++) ok &= v[k] != NULL;
+    if (ok) s = L->type->tp_alloc(L->type, 0);
+    if (s != NULL)
+        for (int k = 0; k < STEADY_FIELDS; k++) set(s, L, k, v[k]);
+    for (int k = 0; k < STEADY_FIELDS; k++) Py_XDECREF(v[k]);
+    return s;
+}
+
 /* The `Steady` the tracker would give the frame `f` (ARP body at `at`), a first sighting of
  * the known steady claim `known` (same sender, MAC, IP and tag) to another target, sent with
  * opcode `is_request`; Py_None (a new reference) when that is not certain; NULL on error.
@@ -352,32 +399,19 @@ static PyObject *claimed(const Context *c, const unsigned char *f, Py_ssize_t at
     int none = any_mac(tha);
     if (spa == tpa && (none || memcmp(tha, PyBytes_AS_STRING(sha), 6) == 0)) Py_RETURN_NONE;
     if (!is_request && (tpa == 0 || none)) Py_RETURN_NONE;
-    PyObject *argv[6] = {dom, NULL, stats, sha, NULL, NULL};
-    PyObject *result = NULL;
-    argv[1] = PyLong_FromUnsignedLongLong(spa);
-    argv[4] = PyBytes_FromStringAndSize((const char *)tha, 6);
-    argv[5] = PyLong_FromUnsignedLongLong(tpa);
-    if (argv[1] == NULL || argv[4] == NULL || argv[5] == NULL) goto done;
     if (!is_request && tpa != spa && !(tha[0] & 1)) {
-        PyObject *target = PyLong_FromUnsignedLongLong((unsigned long long)d << 32 | tpa);
-        if (target == NULL) goto done;
-        PyObject *args[2] = {target, argv[4]};
-        PyObject *owner = PyObject_Vectorcall(c->answers_owner, args, 2, NULL);
-        Py_DECREF(target);
+        PyObject *args[2] = {PyLong_FromUnsignedLongLong((unsigned long long)d << 32 | tpa),
+                             PyBytes_FromStringAndSize((const char *)tha, 6)};
+        PyObject *owner = args[0] != NULL && args[1] != NULL
+                          ? PyObject_Vectorcall(c->answers_owner, args, 2, NULL) : NULL;
+        Py_XDECREF(args[0]);
+        Py_XDECREF(args[1]);
         int ok = as_bool(owner);
         Py_XDECREF(owner);
-        if (ok < 0) goto done;
-        if (!ok) {
-            result = Py_NewRef(Py_None);
-            goto done;
-        }
+        if (ok < 0) return NULL;
+        if (!ok) Py_RETURN_NONE;
     }
-    result = PyObject_Vectorcall(is_request ? c->new_request : c->new_reply, argv, 6, NULL);
-done:
-    Py_XDECREF(argv[1]);  /* the others are borrowed from `known` */
-    Py_XDECREF(argv[4]);
-    Py_XDECREF(argv[5]);
-    return result;
+    return new_steady(dom, stats, sha, (unsigned long long)d, spa, tha, tpa, is_request);
 }
 
 /* A frame not in the memo: 1 a request, 2 a reply proven by its known claim and done
@@ -451,8 +485,6 @@ static int context(PyObject *const *item, Context *c) {
     c->answers = item[C_ANSWERS];
     c->note_answer = item[C_NOTE_ANSWER];
     c->claims = item[C_CLAIMS];
-    c->new_request = item[C_NEW_REQUEST];
-    c->new_reply = item[C_NEW_REPLY];
     c->answers_owner = item[C_ANSWERS_OWNER];
     c->claimed = item[C_CLAIMED];
     if (!PyDict_Check(c->memo) || !PyDict_Check(c->pending) || !PyDict_Check(c->asked)

@@ -181,8 +181,7 @@ class FastPath:
                 tracker.asked_times, tracker.note_asked, tracker.answers, tracker.note_answer,
                 policy.flood_window, policy.flood_frames, policy.scan_window,
                 policy.scan_targets, policy.solicit_window, policy.inactive_after, Steady,
-                SenderStats, known if claims else None, Steady.request, Steady.reply,
-                tracker.answers_owner, claimed)
+                SenderStats, known if claims else None, tracker.answers_owner, claimed)
 
     def _remember(self, memo: dict[bytes, Steady], frame: bytes, steady: Steady) -> None:
         if self._size >= MAX_MEMOS:
