@@ -56,7 +56,9 @@ _FIRST = attrgetter("first")
 
 def _arp_at(frame: bytes) -> int:
     """Where the ARP body starts in an untagged or 802.1Q-tagged Ethernet frame long enough
-    to hold it; 0 for any other frame (QinQ, other TPIDs: the slow path decodes those)."""
+    to hold it; 0 for any other frame (QinQ, other TPIDs: the slow path decodes those). Cuts
+    the claim keys remembered here: it must agree with `arp_at` in `_kernel.c`, which cuts
+    the keys it looks up (a disagreement only loses hits: the tests count them)."""
     ethertype = frame[12:14]
     if ethertype == b"\x08\x06":
         return 14 if len(frame) >= 42 else 0
