@@ -415,7 +415,8 @@ static PyObject *claimed(const Context *c, const unsigned char *f, Py_ssize_t at
 }
 
 /* A frame not in the memo: 1 a request, 2 a reply proven by its known claim and done
- * (remembered through `claimed`, so its repeats are memo hits), 0 not provable, -1 error. */
+ * (remembered through `claimed`, `FastPath._remember(frame, steady, half)`, so its repeats
+ * are memo hits), 0 not provable, -1 error. */
 static int claim(const Context *c, PyObject *frame, double ts, PyObject *ts_obj) {
     const unsigned char *f = (const unsigned char *)PyBytes_AS_STRING(frame);
     Py_ssize_t at = arp_at(f, PyBytes_GET_SIZE(frame));
@@ -464,7 +465,7 @@ static int claim(const Context *c, PyObject *frame, double ts, PyObject *ts_obj)
     }
     result = repeat(c, s, ts, ts_obj);
     if (result > 0) {
-        PyObject *args[3] = {frame, half, s};
+        PyObject *args[3] = {frame, s, half};
         PyObject *r = PyObject_Vectorcall(c->claimed, args, 3, NULL);
         if (r == NULL) result = -1;
         Py_XDECREF(r);
@@ -507,10 +508,11 @@ static int context(PyObject *const *item, Context *c) {
 }
 
 PyDoc_STRVAR(run_doc,
-"run(context, data, meta, horizon, handle) -> (requests, replies)\n\n"
+"run(context, data, meta, horizon, handle) -> (requests, replies, claimed)\n\n"
 "Walks a batch (pcapy-ng's next_batch output) in order: each frame before `horizon` that it\n"
-"proves a repeat it does (counted as a request or a reply); every other frame goes to\n"
-"handle(ts, frame), which returns the new horizon.");
+"proves a repeat it does (counted as a request or a reply; claimed: those among them that\n"
+"were first sightings proven by their claim); every other frame goes to handle(ts, frame),\n"
+"which returns the new horizon.");
 
 /* One crossing per batch: the frames it cannot prove are handed back through `handle` (the
  * slow path, then the fast path's bookkeeping) from inside the loop, which costs less than
@@ -535,7 +537,7 @@ static PyObject *run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     const char *data = PyBytes_AS_STRING(args[1]), *meta = PyBytes_AS_STRING(args[2]);
     uint64_t size = (uint64_t)PyBytes_GET_SIZE(args[1]);
     Py_ssize_t n = PyBytes_GET_SIZE(args[2]) / 16;  /* a record cut short is no frame */
-    long requests = 0, replies = 0;
+    long requests = 0, replies = 0, claimed = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         uint32_t rec[4];  /* sec, usec, offset, length: native order, as pcapy-ng writes */
         memcpy(rec, meta + 16 * i, sizeof rec);
@@ -560,6 +562,7 @@ static PyObject *run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
                 r = -1;
             } else if (c.claims != Py_None) {
                 r = claim(&c, frame, ts, ts_obj);
+                claimed += r > 0;
             }
         }
         if (r == 0) {
@@ -576,7 +579,7 @@ static PyObject *run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
         Py_XDECREF(ts_obj);
         if (r < 0) return NULL;
     }
-    return Py_BuildValue("(ll)", requests, replies);
+    return Py_BuildValue("(lll)", requests, replies, claimed);
 }
 
 static PyMethodDef methods[] = {

@@ -36,6 +36,7 @@ nothing is remembered and nothing deferred (`kernel.py` says so at start).
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from operator import attrgetter
 from types import ModuleType
 
@@ -144,19 +145,21 @@ class FastPath:
                 and tracker.steady is not None
                 and (self._remember_new or not tracker.steady_created)
             ):
-                self._remember(memo, frame, tracker.steady)
-                if judge_claims and (at := _arp_at(frame)):
-                    self._remember_claim(claims, frame[6 : at + 18], tracker.steady)
+                at = _arp_at(frame) if judge_claims else 0
+                self._remember(memo, claims, frame, tracker.steady,
+                               frame[6 : at + 18] if at else None)
             if tracker.version != self._version:
                 self._invalidate()
             if self._flushed_at is None:  # the DEFER and inactive_after clocks start here
                 self._flushed_at = ts
             return self._horizon()
 
-        requests, replies = kernel.run(self.kernel_context(table, judge_claims), batch.data,
-                                       batch.meta, self._horizon(), handle)
+        context = self.kernel_context(table, judge_claims)
+        requests, replies, claimed = kernel.run(context, batch.data, batch.meta,
+                                                self._horizon(), handle)
         self.request_hits += requests
         self.reply_hits += replies
+        self.claimed += claimed
         self._frames += len(batch)
         self._hits += requests + replies
         if self._frames >= HIT_WINDOW:
@@ -173,37 +176,32 @@ class FastPath:
         policy = tracker.policy
         memo = self._memos.setdefault(table, {})
         known = self._claims.setdefault(table, {})
-
-        def claimed(frame: bytes, claim: bytes, steady: Steady) -> None:
-            self._remember(memo, frame, steady)
-            self._remember_claim(known, claim, steady)
-            self.claimed += 1
-
         return (memo, self._pending, Pending, tracker.last_seen,
                 tracker.asked_times, tracker.note_asked, tracker.answers, tracker.note_answer,
                 policy.flood_window, policy.flood_frames, policy.scan_window,
                 policy.scan_targets, policy.solicit_window, policy.inactive_after, Steady,
-                SenderStats, known if claims else None, tracker.answers_owner, claimed)
+                SenderStats, known if claims else None, tracker.answers_owner,
+                partial(self._remember, memo, known))
 
-    def _remember(self, memo: dict[bytes, Steady], frame: bytes, steady: Steady) -> None:
+    def _remember(self, memo: dict[bytes, Steady], claims: dict[bytes, Steady], frame: bytes,
+                  steady: Steady, claim: bytes | None = None) -> None:
+        """Remembers `frame` as steady in `memo`, and its sender's half `claim` (frame bytes 6
+        to the ARP body's 18th) in `claims` unless that claim is remembered already. Called
+        by the kernel too, for the first sightings it proved by their claim."""
         if self._size >= MAX_MEMOS:
             self._forget_all()
         self._size += 1
         memo[frame] = steady
         by_key = self._by_key
         if (frames := by_key.get(steady.key)) is None:
-            by_key[steady.key] = [frame]
+            frames = by_key[steady.key] = [frame]
         else:
             frames.append(frame)
         if steady.depends != steady.key:
             by_key.setdefault(steady.depends, []).append(frame)
-
-    def _remember_claim(self, claims: dict[bytes, Steady], claim: bytes, steady: Steady) -> None:
-        """Remembers `steady` as the judged sender's half `claim` (frame bytes 6 to the ARP
-        body's 18th) of an interface's frames, unless that claim is remembered already."""
-        if claim not in claims:
+        if claim is not None and claim not in claims:
             claims[claim] = steady
-            self._by_key[steady.key].append(claim)
+            frames.append(claim)
 
     def _invalidate(self) -> None:
         """Forgets the frames and claims whose bindings changed since the last look."""
