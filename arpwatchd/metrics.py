@@ -204,7 +204,7 @@ class ArpwatchCollector(Collector):
         info = GaugeMetricFamily(
             PREFIX + "build_info", "arpwatchd version, Python runtime, mode (live: capturing "
             "interfaces, replay: reading capture files) and fast path (c: the compiled kernel, "
-            "python: the same rules without it); always 1.",
+            "python: none, every frame decoded and tracked in Python); always 1.",
             labels=["version", "python_version", "mode", "fastpath"])
         info.add_metric([__version__, platform.python_version(), self.mode, FASTPATH], 1)
         yield info

@@ -88,7 +88,8 @@ class _LineFormat(logging.Formatter):
 
 def _note_fastpath() -> None:
     if kernel.FALLBACK is not None:
-        log.info("fast path in Python (%s): the same events, more CPU per frame",
+        log.info("fast path in Python (%s): every frame decoded and tracked, the same "
+                 "events, more CPU per frame",
                  kernel.FALLBACK)
 
 
