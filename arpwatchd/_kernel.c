@@ -1,19 +1,35 @@
-/* The fast path's repeat loop in C (issue 12): most frames on a LAN repeat a remembered
- * steady frame byte for byte, and the interpreter's per-frame cost for proving so dominates a
- * replay (DESIGN.md section 8). `repeats` walks a batch from a given frame and does, for each
- * whole-frame memo hit, exactly what `FastPath.run` does for one; it stops, changing nothing
- * for that frame, at the first frame it cannot prove, which `FastPath.run` then handles in
- * Python (claims, the slow path, flushes) before calling it again for the rest.
+/* The repeat rules (issue 12): most frames on a LAN change nothing but times and counters,
+ * and the interpreter's per-frame cost for proving so dominates a replay (DESIGN.md section
+ * 8). This file is the only place those rules are written: without it every frame takes the
+ * slow path (dpkt and the tracker), which is what each rule here must agree with exactly.
  *
- * The rules are `FastPath.run`'s, statement for statement, read and written through the same
- * Python objects (memo, pending records, sender stats, request and answer tables), so either
- * side can stop anywhere. A frame that would roll a window and then go the slow way is left
- * untouched: Python rolls it the same way before sending it down.
+ * `run` walks a batch once, in order. A frame is a provable repeat when, before the horizon
+ * (a hold ending, deferred refreshes due):
+ *   - its bytes are a remembered steady frame's (the memo: the tracker said that frame only
+ *     refreshed its sender's own settled claim), or it is a first sighting of a known claim
+ *     to a new target (`claim`, `claimed`: the sender's half is a remembered one's);
+ *   - its binding was not silent for `inactive_after` (that is new activity: slow path);
+ *   - a request does not roll a flood or scan window into an alarm (`request`): the windows
+ *     of `Senders.count_frame` / `count_target`, rolled the same way;
+ *   - a reply answers a request on record within `solicit_window` (`reply`).
+ * Its bookkeeping is done here: the request and answer tables refreshed at once (their
+ * order decides evictions once full, as on the slow path), the sender's windows counted,
+ * the binding's refresh recorded for later (`Pending`). Every other frame goes, in order, to
+ * the `handle` callback (slow path, remembering, invalidation, flushes) and nothing of it is
+ * changed here first.
  *
+ * State lives in one place, the Python objects the tracker owns (tables, SenderStats) and
+ * the fast path's memos and pending records; the kernel reads and writes them through the
+ * context tuple `FastPath.kernel_context` builds, so either side may act between frames.
  * Fields of the slotted objects (Steady, SenderStats, Pending) are read and written at their
  * slots' offsets, found once from the classes' member descriptors, as the interpreter's own
  * specialised attribute access does: a generic attribute look-up per field cost more than
- * the interpreter's (measured: the first version was 8 % slower than pure Python). */
+ * the interpreter's (measured: the first version was 8 % slower than pure Python).
+ *
+ * Safe on any bytes: a record's offset and length are cut to the data as Python slices, a
+ * frame is read at fixed offsets only once its length is checked (`arp_at`), and anything
+ * of an unexpected type is not provable (handed back). Fuzzed: tests/test_kernel.py (also
+ * under AddressSanitizer) and tests/test_fastpath_fuzz.py. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
@@ -21,12 +37,12 @@
 
 /* Slot offsets of the fields used here, per class, resolved by `layout`. */
 enum { K_KEY, K_DOM, K_STATS, K_IS_REQUEST, K_TARGET, K_ASKED, K_ASKED_ANY, K_SHA, K_THA,
-       STEADY_FIELDS };
+       K_DEPENDS, STEADY_FIELDS };
 enum { F_FLOOD_START, F_FLOOD_COUNT, F_PENDING, F_FLOODING, F_SCAN_TARGETS, F_SCAN_START,
        F_SCANNING, STATS_FIELDS };
 enum { P_LAST, PENDING_FIELDS };
 static const char *steady_names[] = {"key", "dom", "stats", "is_request", "target", "asked",
-                                     "asked_any", "sha", "tha"};
+                                     "asked_any", "sha", "tha", "depends"};
 static const char *stats_names[] = {"flood_start", "flood_count", "pending", "flooding",
                                     "scan_targets", "scan_start", "scanning"};
 static const char *pending_names[] = {"last"};
@@ -98,30 +114,49 @@ static int set_long(PyObject *obj, const Layout *l, int k, long long value) {
     return 0;
 }
 
-/* ctx: what `FastPath.run` binds once per batch, in this order. */
+/* ctx: what `FastPath.kernel_context` binds once per batch, in this order. */
 enum { C_MEMO, C_PENDING, C_RECORD, C_LAST_SEEN, C_ASKED, C_NOTE_ASKED, C_ANSWERS,
        C_NOTE_ANSWER, C_FLOOD_WINDOW, C_FLOOD_FRAMES, C_SCAN_WINDOW, C_SCAN_TARGETS,
-       C_SOLICIT, C_INACTIVE, C_STEADY, C_STATS, C_SIZE };
+       C_SOLICIT, C_INACTIVE, C_STEADY, C_STATS, C_CLAIMS, C_ANSWERS_OWNER, C_CLAIMED,
+       C_SIZE };
 
 typedef struct {
     PyObject *memo, *pending, *record, *last_seen, *asked, *note_asked, *answers, *note_answer;
+    PyObject *claims;  /* None: no first sighting is judged by its claim (see `claim`) */
+    PyObject *answers_owner, *claimed;
     double flood_window, scan_window, solicit, inactive;
     long long flood_frames, scan_targets;
 } Context;
+
+/* Removes `key` from `dict`: 1 when it was there, 0 when not, -1 on error. One look-up for
+ * the test and the removal (a look-up, then a delete, cost two: 20 % of a replay's
+ * instructions went to refreshing the request and answer tables). */
+static int pop(PyObject *dict, PyObject *key) {
+#if PY_VERSION_HEX >= 0x030D0000
+    return PyDict_Pop(dict, key, NULL);
+#else
+    static PyObject *missing;  /* a default no table holds */
+    if (missing == NULL && (missing = PyTuple_New(0)) == NULL) return -1;
+    PyObject *old = _PyDict_Pop(dict, key, missing);
+    if (old == NULL) return -1;
+    int found = old != missing;
+    Py_DECREF(old);
+    return found;
+#endif
+}
 
 /* `Recent.note` for a key on record moves it to the end (del, then insert); a new key goes
  * through `note` (Python), which trims a full table. */
 static int refresh(PyObject *table, PyObject *note, PyObject *key, PyObject *value,
                    PyObject *const *argv, size_t nargs) {
-    PyObject *old = PyDict_GetItemWithError(table, key);
-    if (old == NULL) {
-        if (PyErr_Occurred()) return -1;
+    int found = pop(table, key);
+    if (found < 0) return -1;
+    if (!found) {
         PyObject *r = PyObject_Vectorcall(note, argv, nargs, NULL);
         if (r == NULL) return -1;
         Py_DECREF(r);
         return 0;
     }
-    if (PyDict_DelItem(table, key) < 0) return -1;
     return PyDict_SetItem(table, key, value);
 }
 
@@ -270,6 +305,177 @@ done:
     return result;
 }
 
+/* ---- A known claim to a new target (most first sightings on a LAN) ----
+ *
+ * A host asking a peer it had not asked before, or the gateway answering a new host: the
+ * sender's half of the frame (Ethernet source, ARP header, opcode, sender MAC and IP: frame
+ * bytes 6 to the ARP body's 18th) is byte-identical to that of a remembered steady frame,
+ * which dpkt decoded and the tracker judged. Only the target's half is new, at fixed offsets,
+ * so it is read here and judged as the tracker would, instead of going through dpkt again.
+ * The claims memo maps those sender's halves to the `Steady` of a frame that had them. */
+
+/* Where the ARP body starts in an untagged or 802.1Q-tagged Ethernet frame long enough to
+ * hold it; 0 for any other frame (QinQ, other TPIDs, short: the slow path decodes those). */
+static Py_ssize_t arp_at(const unsigned char *f, Py_ssize_t n) {
+    if (n >= 42 && f[12] == 0x08 && f[13] == 0x06) return 14;
+    if (n >= 46 && f[12] == 0x81 && f[13] == 0x00 && f[16] == 0x08 && f[17] == 0x06) return 18;
+    return 0;
+}
+
+static int any_mac(const unsigned char *m) {  /* zero or broadcast: "no one in particular" */
+    static const unsigned char zero[6], ones[6] = {255, 255, 255, 255, 255, 255};
+    return memcmp(m, zero, 6) == 0 || memcmp(m, ones, 6) == 0;
+}
+
+/* `ask_key(dom, ip)` (state.py): struct "!IIc" of the domain, the address and b"Q", then
+ * `asker` (6 bytes) when given. */
+static PyObject *ask_key(unsigned long long dom, unsigned long long ip,
+                         const unsigned char *asker) {
+    PyObject *k = PyBytes_FromStringAndSize(NULL, asker != NULL ? 15 : 9);
+    if (k == NULL) return NULL;
+    unsigned char *b = (unsigned char *)PyBytes_AS_STRING(k);
+    for (int i = 0; i < 4; i++) {
+        b[i] = (unsigned char)(dom >> (24 - 8 * i));
+        b[4 + i] = (unsigned char)(ip >> (24 - 8 * i));
+    }
+    b[8] = 'Q';
+    if (asker != NULL) memcpy(b + 9, asker, 6);
+    return k;
+}
+
+/* `Steady.request(dom, spa, stats, sha, tha, tpa)` or `Steady.reply(...)`, built here (a
+ * Python call per first sighting cost more than the rest of its proof); the fields are the
+ * ones those class methods give. */
+static PyObject *new_steady(PyObject *dom, PyObject *stats, PyObject *sha,
+                            unsigned long long d, unsigned long long spa,
+                            const unsigned char *tha, unsigned long long tpa, int is_request) {
+    const Layout *L = &steady_layout;
+    PyObject *v[STEADY_FIELDS] = {NULL};
+    PyObject *s = NULL;
+    const unsigned char *asker = is_request ? (const unsigned char *)PyBytes_AS_STRING(sha)
+                                            : tha;
+    v[K_KEY] = PyLong_FromUnsignedLongLong(d << 32 | spa);
+    v[K_TARGET] = PyLong_FromUnsignedLongLong(tpa);
+    v[K_ASKED] = ask_key(d, is_request ? tpa : spa, asker);
+    v[K_ASKED_ANY] = ask_key(d, is_request ? tpa : spa, NULL);
+    v[K_THA] = PyBytes_FromStringAndSize((const char *)tha, 6);
+    v[K_DEPENDS] = is_request ? Py_NewRef(v[K_KEY] ? v[K_KEY] : Py_None)
+                              : PyLong_FromUnsignedLongLong(d << 32 | tpa);
+    v[K_DOM] = Py_NewRef(dom);
+    v[K_STATS] = Py_NewRef(stats);
+    v[K_SHA] = Py_NewRef(sha);
+    v[K_IS_REQUEST] = Py_NewRef(is_request ? Py_True : Py_False);
+    int ok = 1;
+    for (int k = 0; k < STEADY_FIELDS; k++) ok &= v[k] != NULL;
+    if (ok) s = L->type->tp_alloc(L->type, 0);
+    if (s != NULL)
+        for (int k = 0; k < STEADY_FIELDS; k++) set(s, L, k, v[k]);
+    for (int k = 0; k < STEADY_FIELDS; k++) Py_XDECREF(v[k]);
+    return s;
+}
+
+/* The `Steady` the tracker would give the frame `f` (ARP body at `at`), a first sighting of
+ * the known steady claim `known` (same sender, MAC, IP and tag) to another target, sent with
+ * opcode `is_request`; Py_None (a new reference) when that is not certain; NULL on error.
+ * What the tracker does with a target (`Tracker._note_steady`, `Tracker.answers_owner`):
+ * announcements (sender IP = target IP, target MAC none or the sender's) and answers to
+ * probes are never steady; a reply to the broadcast or zero MAC is never remembered; a
+ * reply's unicast target must be the owner of its address (or share it with the owner). */
+static PyObject *claimed(const Context *c, const unsigned char *f, Py_ssize_t at,
+                         PyObject *known, int is_request) {
+    const unsigned char *tha = f + at + 18, *p = f + at + 24;
+    unsigned long long tpa = (unsigned long long)p[0] << 24 | p[1] << 16 | p[2] << 8 | p[3];
+    PyObject *key = get(known, &steady_layout, K_KEY), *dom = get(known, &steady_layout, K_DOM),
+             *sha = get(known, &steady_layout, K_SHA),
+             *stats = get(known, &steady_layout, K_STATS);
+    if (key == NULL || dom == NULL || sha == NULL || stats == NULL) return NULL;
+    if (!PyBytes_CheckExact(sha) || PyBytes_GET_SIZE(sha) != 6 || !PyLong_CheckExact(dom))
+        Py_RETURN_NONE;
+    unsigned long long spa = PyLong_AsUnsignedLongLongMask(key);
+    long long d = PyLong_AsLongLong(dom);
+    if ((d == -1 || spa == (unsigned long long)-1) && PyErr_Occurred()) return NULL;
+    spa &= 0xFFFFFFFFull;
+    if (d < 0 || d > 0x7FFFFFFF) Py_RETURN_NONE;
+    int none = any_mac(tha);
+    if (spa == tpa && (none || memcmp(tha, PyBytes_AS_STRING(sha), 6) == 0)) Py_RETURN_NONE;
+    if (!is_request && (tpa == 0 || none)) Py_RETURN_NONE;
+    if (!is_request && tpa != spa && !(tha[0] & 1)) {
+        PyObject *args[2] = {PyLong_FromUnsignedLongLong((unsigned long long)d << 32 | tpa),
+                             PyBytes_FromStringAndSize((const char *)tha, 6)};
+        PyObject *owner = args[0] != NULL && args[1] != NULL
+                          ? PyObject_Vectorcall(c->answers_owner, args, 2, NULL) : NULL;
+        Py_XDECREF(args[0]);
+        Py_XDECREF(args[1]);
+        int ok = as_bool(owner);
+        Py_XDECREF(owner);
+        if (ok < 0) return NULL;
+        if (!ok) Py_RETURN_NONE;
+    }
+    return new_steady(dom, stats, sha, (unsigned long long)d, spa, tha, tpa, is_request);
+}
+
+/* A frame not in the memo: 1 a request, 2 a reply proven by its known claim and done
+ * (remembered through `claimed`, `FastPath._remember(frame, steady, half)`, so its repeats
+ * are memo hits), 0 not provable, -1 error. */
+static int claim(const Context *c, PyObject *frame, double ts, PyObject *ts_obj) {
+    const unsigned char *f = (const unsigned char *)PyBytes_AS_STRING(frame);
+    Py_ssize_t at = arp_at(f, PyBytes_GET_SIZE(frame));
+    if (at == 0) return 0;
+    PyObject *half = PyBytes_FromStringAndSize((const char *)f + 6, at + 12);
+    if (half == NULL) return -1;
+    int result = -1;
+    PyObject *known = PyDict_GetItemWithError(c->claims, half), *s = NULL;
+    int flip = 0;
+    if (known == NULL) {
+        if (PyErr_Occurred()) goto done;
+        /* the same sender's claim with the other opcode will do: the sender, its MAC and IP
+         * are what a claim vouches for (the tracker gives both opcodes the same binding and
+         * statistics); the opcode only says which rules the frame meets. Any other opcode is
+         * invalid (issue 15): never a repeat. */
+        unsigned char op0 = f[at + 6], op1 = f[at + 7];
+        if (op0 != 0 || (op1 != 1 && op1 != 2)) {
+            result = 0;
+            goto done;
+        }
+        PyObject *other = PyBytes_FromStringAndSize(NULL, at + 12);
+        if (other == NULL) goto done;
+        memcpy(PyBytes_AS_STRING(other), f + 6, (size_t)(at + 12));
+        PyBytes_AS_STRING(other)[at + 1] = (char)(op1 == 1 ? 2 : 1);
+        known = PyDict_GetItemWithError(c->claims, other);
+        Py_DECREF(other);
+        if (known == NULL) {
+            result = PyErr_Occurred() ? -1 : 0;
+            goto done;
+        }
+        flip = 1;
+    }
+    if (!Py_IS_TYPE(known, steady_layout.type)) {
+        result = 0;
+        goto done;
+    }
+    int is_request = as_bool(get(known, &steady_layout, K_IS_REQUEST));
+    if (is_request < 0) goto done;
+    Py_INCREF(known);  /* the calls below run Python code */
+    s = claimed(c, f, at, known, is_request ^ flip);
+    Py_DECREF(known);
+    if (s == NULL) goto done;
+    if (!Py_IS_TYPE(s, steady_layout.type)) {
+        result = 0;
+        goto done;
+    }
+    result = repeat(c, s, ts, ts_obj);
+    if (result > 0) {
+        PyObject *args[3] = {frame, s, half};
+        PyObject *r = PyObject_Vectorcall(c->claimed, args, 3, NULL);
+        if (r == NULL) result = -1;
+        Py_XDECREF(r);
+    }
+done:
+    Py_XDECREF(s);
+    Py_DECREF(half);
+    return result;
+}
+
 static int context(PyObject *const *item, Context *c) {
     c->memo = item[C_MEMO];
     c->pending = item[C_PENDING];
@@ -279,9 +485,13 @@ static int context(PyObject *const *item, Context *c) {
     c->note_asked = item[C_NOTE_ASKED];
     c->answers = item[C_ANSWERS];
     c->note_answer = item[C_NOTE_ANSWER];
+    c->claims = item[C_CLAIMS];
+    c->answers_owner = item[C_ANSWERS_OWNER];
+    c->claimed = item[C_CLAIMED];
     if (!PyDict_Check(c->memo) || !PyDict_Check(c->pending) || !PyDict_Check(c->asked)
-        || !PyDict_Check(c->answers)) {
-        PyErr_SetString(PyExc_TypeError, "memo, pending, asked and answers must be dicts");
+        || !PyDict_Check(c->answers) || (c->claims != Py_None && !PyDict_Check(c->claims))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "memo, pending, asked, answers and claims must be dicts");
         return -1;
     }
     if (layout(&steady_layout, item[C_STEADY], steady_names, STEADY_FIELDS) < 0
@@ -297,62 +507,83 @@ static int context(PyObject *const *item, Context *c) {
     return PyErr_Occurred() ? -1 : 0;
 }
 
-PyDoc_STRVAR(repeats_doc,
-"repeats(context, data, meta, start, horizon) -> (stop, requests, replies)\n\n"
-"Handles frames start, start+1, ... of a batch while each is a provable repeat; stop is\n"
-"the index of the first frame it leaves untouched (len of the batch when none).");
+PyDoc_STRVAR(run_doc,
+"run(context, data, meta, horizon, handle) -> (requests, replies, claimed)\n\n"
+"Walks a batch (pcapy-ng's next_batch output) in order: each frame before `horizon` that it\n"
+"proves a repeat it does (counted as a request or a reply; claimed: those among them that\n"
+"were first sightings proven by their claim); every other frame goes to handle(ts, frame),\n"
+"which returns the new horizon.");
 
-static PyObject *repeats(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+/* One crossing per batch: the frames it cannot prove are handed back through `handle` (the
+ * slow path, then the fast path's bookkeeping) from inside the loop, which costs less than
+ * returning to Python and being called again for the rest (a generator step, a re-read
+ * context, a result tuple per hand-back). `handle` may run any Python code, so nothing
+ * borrowed from the tables is kept across it; the context (dicts, callables, settings)
+ * cannot change within a batch. */
+static PyObject *run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 5 || !PyTuple_CheckExact(args[0]) || PyTuple_GET_SIZE(args[0]) != C_SIZE
-        || !PyBytes_CheckExact(args[1]) || !PyBytes_CheckExact(args[2])) {
+        || !PyBytes_CheckExact(args[1]) || !PyBytes_CheckExact(args[2])
+        || !PyCallable_Check(args[4])) {
         PyErr_SetString(PyExc_TypeError,
-                        "repeats(context: tuple, data: bytes, meta: bytes, start, horizon)");
+                        "run(context: tuple, data: bytes, meta: bytes, horizon, handle)");
         return NULL;
     }
     Context c;
     if (context(&PyTuple_GET_ITEM(args[0], 0), &c) < 0) return NULL;
-    Py_ssize_t start = PyLong_AsSsize_t(args[3]);
-    double horizon = PyFloat_AsDouble(args[4]);
-    if (PyErr_Occurred()) return NULL;
+    double horizon = PyFloat_AsDouble(args[3]);
+    if (horizon == -1.0 && PyErr_Occurred()) return NULL;
+    PyObject *handle = args[4];
     /* the batch stays alive (and immutable) in the caller's frame while this runs */
     const char *data = PyBytes_AS_STRING(args[1]), *meta = PyBytes_AS_STRING(args[2]);
-    size_t size = (size_t)PyBytes_GET_SIZE(args[1]);
-    Py_ssize_t n = PyBytes_GET_SIZE(args[2]) / 16, i = start < 0 ? 0 : start;
-    long requests = 0, replies = 0;
-    for (; i < n; i++) {
+    uint64_t size = (uint64_t)PyBytes_GET_SIZE(args[1]);
+    Py_ssize_t n = PyBytes_GET_SIZE(args[2]) / 16;  /* a record cut short is no frame */
+    long requests = 0, replies = 0, claimed = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
         uint32_t rec[4];  /* sec, usec, offset, length: native order, as pcapy-ng writes */
         memcpy(rec, meta + 16 * i, sizeof rec);
-        if (rec[2] > size || rec[3] > size - rec[2]) break;  /* Python slices short: its job */
+        /* `data[offset : offset + length]`, cut at the end of the data as Python slices */
+        uint64_t start = rec[2] < size ? rec[2] : size, stop = (uint64_t)rec[2] + rec[3];
+        if (stop > size) stop = size;
+        if (stop < start) stop = start;
         double ts = (double)rec[0] + (double)rec[1] * 1e-6;  /* as `sec + usec * 1e-6` */
-        if (!(ts < horizon)) break;
-        PyObject *frame = PyBytes_FromStringAndSize(data + rec[2], rec[3]);
-        if (frame == NULL) return NULL;
-        PyObject *s = PyDict_GetItemWithError(c.memo, frame);
-        Py_DECREF(frame);
-        if (s == NULL) {
-            if (PyErr_Occurred()) return NULL;
-            break;
+        PyObject *frame = PyBytes_FromStringAndSize(data + start, (Py_ssize_t)(stop - start));
+        PyObject *ts_obj = frame != NULL ? PyFloat_FromDouble(ts) : NULL;
+        int r = ts_obj != NULL ? 0 : -1;
+        /* at the horizon (a hold ending, refreshes due) the slow path goes first */
+        if (r == 0 && ts < horizon) {
+            PyObject *s = PyDict_GetItemWithError(c.memo, frame);
+            if (s != NULL) {
+                if (Py_IS_TYPE(s, steady_layout.type)) {
+                    Py_INCREF(s);
+                    r = repeat(&c, s, ts, ts_obj);
+                    Py_DECREF(s);
+                }
+            } else if (PyErr_Occurred()) {
+                r = -1;
+            } else if (c.claims != Py_None) {
+                r = claim(&c, frame, ts, ts_obj);
+                claimed += r > 0;
+            }
         }
-        if (!Py_IS_TYPE(s, steady_layout.type)) break;
-        PyObject *ts_obj = PyFloat_FromDouble(ts);
-        if (ts_obj == NULL) return NULL;
-        Py_INCREF(s);
-        int r = repeat(&c, s, ts, ts_obj);
-        Py_DECREF(s);
-        Py_DECREF(ts_obj);
+        if (r == 0) {
+            PyObject *argv[2] = {ts_obj, frame};
+            PyObject *next = PyObject_Vectorcall(handle, argv, 2, NULL);
+            r = next != NULL && as_double(next, &horizon) == 0 ? 0 : -1;
+            Py_XDECREF(next);
+        } else if (r == 1) {
+            requests++;
+        } else if (r == 2) {
+            replies++;
+        }
+        Py_XDECREF(frame);
+        Py_XDECREF(ts_obj);
         if (r < 0) return NULL;
-        if (r == 0) break;
-        if (r == 1) requests++; else replies++;
     }
-    PyObject *out[3] = {PyLong_FromSsize_t(i), PyLong_FromLong(requests),
-                        PyLong_FromLong(replies)};
-    PyObject *result = out[0] && out[1] && out[2] ? PyTuple_Pack(3, out[0], out[1], out[2]) : NULL;
-    for (int k = 0; k < 3; k++) Py_XDECREF(out[k]);
-    return result;
+    return Py_BuildValue("(lll)", requests, replies, claimed);
 }
 
 static PyMethodDef methods[] = {
-    {"repeats", (PyCFunction)(void (*)(void))repeats, METH_FASTCALL, repeats_doc},
+    {"run", (PyCFunction)(void (*)(void))run, METH_FASTCALL, run_doc},
     {NULL, NULL, 0, NULL},
 };
 

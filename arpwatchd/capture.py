@@ -8,18 +8,19 @@ failure becomes a `CaptureError` with a one-line message naming the interface or
 
 from __future__ import annotations
 
+import os
 import queue
 import socket
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pcapy
 
 from arpwatchd.batch import META, Batch
 from arpwatchd.bpf import arp_and_ndp_filter
 from arpwatchd.decode import MAX_TAGS, SUPPORTED_LINKTYPES
+from arpwatchd.errors import CaptureError, InterfaceUnavailableError
 
 
 def arp_filter(max_tags: int = MAX_TAGS) -> str:
@@ -58,18 +59,10 @@ _IFF_UP = 0x1
 _IFF_LOOPBACK = 0x8
 
 
-class CaptureError(Exception):
-    """The capture cannot start or go on; the message is one line naming what failed."""
+class CaptureStats(NamedTuple):
+    """libpcap's counters of a live handle (a NamedTuple: cheaper to define than a frozen
+    dataclass, and every replay imports this module)."""
 
-
-class InterfaceUnavailableError(CaptureError):
-    """The interface does not exist or is down. At start this has an exit status of its own
-    (69), so systemd's restart limit and an operator can tell it from a broken sensor: the
-    interface may come later (a USB NIC, a VLAN made by another unit), a bug will not go."""
-
-
-@dataclass(frozen=True, slots=True)
-class CaptureStats:
     received: int
     dropped: int
     interface_dropped: int
@@ -192,6 +185,8 @@ class FileCapture:
         self.frames_read = 0
         self.error: str | None = None
         self._per_frame = False
+        self._bytes_out = 0
+        """Bytes of the records handed out (frames and their 16-byte record headers)."""
 
     @staticmethod
     def _open(path: str) -> Any:
@@ -220,7 +215,21 @@ class FileCapture:
             return self._read_one()
         batch = Batch(data, meta)
         self.frames_read += len(batch)
+        self._bytes_out += len(data) + len(meta)
         return batch
+
+    def filtered_share(self) -> float:
+        """The share of the file read so far that the BPF filter dropped: near 0 for an ARP
+        capture, 0.98 for a mirror port's. libpcap reads the file through stdio, so the
+        position is ahead of what it parsed by at most one buffer; 0 when it cannot be told
+        (a damaged file read frame by frame, a platform without the descriptor)."""
+        if self._per_frame or self.error is not None:
+            return 0.0
+        try:
+            position = os.lseek(self._reader.getfd(), 0, os.SEEK_CUR)
+        except (OSError, pcapy.PcapError):
+            return 0.0
+        return max(0.0, 1.0 - self._bytes_out / position) if position > 0 else 0.0
 
     def _read_one(self) -> Batch:
         try:

@@ -1,58 +1,36 @@
-"""Command line: argparse, logging, exit codes. The only place that calls sys.exit.
+"""Command line: argparse and exit codes. The only place that calls sys.exit.
 
 Exit codes: 0 success (and a clean stop on SIGTERM/SIGINT); 1 the sensor could not do its
 work (capture, state store or output failed, a capture file was damaged); 2 bad usage or a
 bad config file; 69 (EX_UNAVAILABLE) an interface to capture on is missing or down at start.
+
+Each command imports its own modules when it runs (`sensing` for run and replay, the tools'
+modules in `tools`, the config code for check-config): this module is loaded by every
+invocation, `--version` included (start-up, issue 12; tests/test_startup.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
-import json
-import logging
 import sys
-import time
 from collections.abc import Sequence
-from dataclasses import replace
-from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 from arpwatchd import __version__, kernel, tools
-from arpwatchd.addresses import parse_mac
-from arpwatchd.capture import (
+from arpwatchd.errors import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
     CaptureError,
+    ConfigError,
     InterfaceUnavailableError,
-    default_interface,
-    interface_mac,
+    OutputError,
+    PrivilegeError,
+    StoreError,
 )
-from arpwatchd.config import Config, ConfigError, load_config, reloaded_config
-from arpwatchd.daemon import (
-    Flags,
-    LiveLoop,
-    install_signals,
-    replay,
-    serve_metrics,
-    wait_for_stop,
-)
-from arpwatchd.defend import Defender
-from arpwatchd.events import format_ts
-from arpwatchd.output import EventWriter, OutputError
-from arpwatchd.privileges import PrivilegeError, drop_to
-from arpwatchd.sensor import Sensor
-from arpwatchd.sinks import open_sinks
-from arpwatchd.stats import SensorStats
-from arpwatchd.store import Store, StoreError, state_files
 
-if TYPE_CHECKING:
-    from arpwatchd.metrics import MetricsServer
-
-log = logging.getLogger("arpwatchd")
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_UNAVAILABLE = 69
+__all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_UNAVAILABLE", "EXIT_USAGE", "build_parser", "main"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -145,32 +123,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(verbose: int, quiet: bool, default: int,
-                   replayed: SensorStats | None = None) -> None:
-    level = logging.ERROR if quiet else max(logging.DEBUG, default - 10 * verbose)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_LineFormat(replayed))
-    logging.basicConfig(level=level, handlers=[handler])
-
-
-class _LineFormat(logging.Formatter):
-    """`TIME arpwatchd LEVEL message`. A replay's lines also say the packet time reached:
-    the line's own time is when the replay ran, while its events carry the packets' time, and
-    a reader matching the two would otherwise be misled."""
-
-    def __init__(self, replayed: SensorStats | None) -> None:
-        super().__init__("%(asctime)s arpwatchd %(levelname)s %(message)s",
-                         datefmt="%Y-%m-%dT%H:%M:%S")
-        self.replayed = replayed
-
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
-        wall = super().formatTime(record, datefmt)
-        if self.replayed is None:
-            return wall
-        seen = [c.last_arp for c in tuple(self.replayed.captures.values()) if c.last_arp]
-        return f"{wall} [packet time {format_ts(max(seen))}]" if seen else wall
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -178,15 +130,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check_config(args.file)
         if args.command in tools.COMMANDS:
             return tools.run(args)
-        _tune_gc()
+        from arpwatchd import sensing  # noqa: PLC0415  (only run and replay need the sensor)
+
         if args.command == "run":
-            _setup_logging(args.verbose, args.quiet, logging.INFO)
-            _note_fastpath()
-            return _run(args)
-        stats = SensorStats()
-        _setup_logging(args.verbose, args.quiet, logging.ERROR, replayed=stats)
-        _note_fastpath()
-        return _replay(args, stats)
+            return sensing.run_command(args)
+        return sensing.replay_command(args)
     except ConfigError as exc:
         print(f"arpwatchd: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -203,6 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _check_config(path: str) -> int:
     """Prints the effective settings; each rule that looks wrong is one warning line on
     standard error. A config with warnings still loads (exit 0): they are judgements."""
+    import json  # noqa: PLC0415  (import on use: start-up)
+
+    from arpwatchd.config import load_config  # noqa: PLC0415
     from arpwatchd.effective import warnings  # noqa: PLC0415  (only this command needs it)
 
     config = load_config(path)
@@ -212,172 +163,3 @@ def _check_config(path: str) -> int:
     return EXIT_OK
 
 
-def _note_fastpath() -> None:
-    if kernel.FALLBACK is not None:
-        log.info("fast path in Python (%s): the same events, more CPU per frame",
-                 kernel.FALLBACK)
-
-
-def _tune_gc() -> None:
-    """The sensor's tables are a million small immutable tuples, but the cyclic GC's default
-    young-generation threshold (700 allocations) makes it re-scan them over and over while a
-    flood creates bindings: a fifth of a flood's run time, measured. Cycles are rare here
-    (no per-frame object refers back to its owner), so collect young objects 70x less often."""
-    gc.set_threshold(50_000, 20, 100)
-
-
-def _configured(args: argparse.Namespace) -> Config:
-    config = load_config(args.config)
-    if args.events:
-        config = replace(config, output=replace(config.output, events=args.events))
-    return config
-
-
-def _run(args: argparse.Namespace) -> int:
-    config = _configured(args)
-    for line in config.warnings:
-        log.warning("%s", line)
-    interfaces = args.interface or list(config.capture.interfaces)
-    if not interfaces:
-        found = default_interface()
-        if found is None:
-            print("arpwatchd: no interface is up; name one with -i", file=sys.stderr)
-            return EXIT_USAGE
-        interfaces = [found]
-    nic_macs = {name: mac for name in interfaces if (mac := interface_mac(name)) is not None}
-    config = _with_defense(config, interfaces, nic_macs)
-    state_path = args.state or config.state_path
-    store = Store(state_path, max_events=config.max_events)
-    writer = EventWriter(config.output.events, sinks=open_sinks(config.output))
-    stats = SensorStats()
-    sensor = Sensor(config, writer, store, stats, clock=time.monotonic)
-    if config.defense.addresses:
-        sensor.defender = Defender(config.defense, nic_macs)
-    flags = Flags()
-    install_signals(flags)
-
-    def reload() -> Config | None:
-        return _reload(args, interfaces, nic_macs, sensor.config)
-
-    loop = LiveLoop(sensor, interfaces, flags, reload=reload, dry_run=args.dry_run)
-    restored = sensor.restore()
-    endpoint = _metrics_endpoint(args, config, default_on=True)
-    server = serve_metrics(sensor, *endpoint) if endpoint else None
-    if server is not None:
-        log.info("metrics on %s", server.url)
-    loop.open_all()
-    if args.user:
-        writable = state_files(state_path)
-        if config.output.events != "-":
-            writable.append(Path(config.output.events))
-        drop_to(args.user, writable, store.created_directories)
-        log.info("running as %s with only CAP_NET_RAW and CAP_NET_ADMIN", args.user)
-    log.info("capturing on %s; %d bindings restored from %s", ", ".join(interfaces), restored,
-             state_path)
-    if sensor.defender is not None:
-        sensor.defender.start(time.time())
-        log.warning("defending %d address(es)%s", len(config.defense.addresses),
-                    " (dry run: nothing is sent)" if args.dry_run else "")
-    try:
-        loop.run()
-    finally:
-        if server is not None:
-            server.close()
-        store.close()
-        writer.close()
-    if sensor.store_error is not None:
-        print(f"arpwatchd: {sensor.store_error}: {sensor.unstored()}", file=sys.stderr)
-        return EXIT_FAILURE
-    log.info("stopped (%s); state saved to %s", flags.signal_name or "end", state_path)
-    return EXIT_OK
-
-
-def _with_defense(config: Config, interfaces: list[str], nic_macs: dict[str, bytes]) -> Config:
-    """Checks defended addresses against what is captured; the sensor's NICs are its own.
-
-    Raises:
-        ConfigError: a defended address is on an interface this run does not capture.
-    """
-    for i, owned in enumerate(config.defense.addresses):
-        if owned.interface not in interfaces:
-            raise ConfigError(
-                f"{config.source}: defend.addresses[{i}].interface: {owned.interface} is not "
-                f"captured by this run ({', '.join(interfaces)}); refusing to defend it"
-            )
-    own = frozenset(nic_macs.values())
-    return replace(config, policy=replace(config.policy, own_macs=own))
-
-
-def _reload(
-    args: argparse.Namespace, interfaces: list[str], nic_macs: dict[str, bytes], running: Config
-) -> Config | None:
-    try:
-        config = _with_defense(_configured(args), interfaces, nic_macs)
-    except ConfigError as exc:
-        log.error("reload rejected, keeping the running config: %s", exc)
-        return None
-    config, later = reloaded_config(running, config)
-    log.warning("config reloaded from %s", config.source)
-    for line in config.warnings:
-        log.warning("%s", line)
-    if later:
-        log.warning("reload: %s changed, kept as they were until a restart", ", ".join(later))
-    return config
-
-
-def _metrics_endpoint(
-    args: argparse.Namespace, config: Config, default_on: bool
-) -> tuple[str, int] | None:
-    """--metrics-address if given, else the config's address when on by default; port 0 = off."""
-    if args.metrics_address is not None:
-        host, port = args.metrics_address
-    elif default_on:
-        host, port = config.metrics.address, config.metrics.port
-    else:
-        return None
-    return (host, port) if port else None
-
-
-def _replay(args: argparse.Namespace, stats: SensorStats) -> int:
-    config = _configured(args)
-    if args.own_mac:
-        try:
-            own = frozenset(parse_mac(text) for text in args.own_mac)
-        except ValueError as exc:
-            print(f"arpwatchd: --own-mac: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        config = replace(config, policy=replace(config.policy, own_macs=own))
-    endpoint = _metrics_endpoint(args, config, default_on=args.serve)
-    if args.serve and endpoint is None:
-        print("arpwatchd: --serve needs a metrics endpoint: give --metrics-address HOST:PORT",
-              file=sys.stderr)
-        return EXIT_USAGE
-    flags = Flags()
-    if args.serve:
-        install_signals(flags)
-    store = Store(args.state, max_events=config.max_events) if args.state else None
-    writer = EventWriter(config.output.events, sinks=open_sinks(config.output))
-    sensor = Sensor(config, writer, store, stats, clock=time.monotonic)
-    server: MetricsServer | None = None
-    try:
-        if endpoint is not None:
-            server = serve_metrics(sensor, *endpoint, mode="replay")
-        sensor.restore()
-        errors = replay(sensor, args.files, args.interface, finish=not args.serve)
-        if server is not None and args.serve:
-            print(f"arpwatchd: files read; serving metrics on {server.url} until SIGTERM or "
-                  f"SIGINT", file=sys.stderr, flush=True)
-            wait_for_stop(flags)
-            sensor.finish()
-    finally:
-        if server is not None:
-            server.close()
-        if store is not None:
-            store.close()
-        writer.close()
-    for error in errors:
-        print(f"arpwatchd: {error}", file=sys.stderr)
-    if sensor.store_error is not None:
-        print(f"arpwatchd: {sensor.store_error}: {sensor.unstored()}", file=sys.stderr)
-        return EXIT_FAILURE
-    return EXIT_FAILURE if errors else EXIT_OK

@@ -24,8 +24,8 @@ from arpwatchd.addresses import (
     parse_network,
 )
 from arpwatchd.defend import DEFEND_INTERVAL, LOCKTIME, DefenseMode, DefensePolicy, OwnedAddress
+from arpwatchd.errors import ConfigError
 from arpwatchd.events import EventKind, Severity
-from arpwatchd.hooks import HookConfig
 from arpwatchd.policy import (
     ANY_VLAN,
     DomainMatch,
@@ -35,21 +35,14 @@ from arpwatchd.policy import (
     TrackerPolicy,
 )
 from arpwatchd.suppress import SuppressRule
-from arpwatchd.syslog import FORMATS, TRANSPORTS, SyslogConfig, parse_address, parse_facility
 
 if TYPE_CHECKING:
     import yaml
 
+    from arpwatchd.hooks import HookConfig
+    from arpwatchd.syslog import SyslogConfig
+
 T = TypeVar("T")
-
-DEFAULT_CONFIG = "/etc/arpwatchd/arpwatchd.yml"
-"""The config the systemd unit in deploy/ runs with. The operator tools read it when no -c is
-given (and it exists), so they find the store the service uses without being told."""
-
-
-class ConfigError(Exception):
-    """A config that cannot be used; the message is one line naming the key and line."""
-
 
 @dataclass(frozen=True, slots=True)
 class OutputConfig:
@@ -590,6 +583,15 @@ class _Reader:
         )
 
     def syslog(self, node: _Node) -> SyslogConfig:
+        # sockets and threads: imported only by a config that asks for syslog (start-up)
+        from arpwatchd.syslog import (  # noqa: PLC0415
+            FORMATS,
+            TRANSPORTS,
+            SyslogConfig,
+            parse_address,
+            parse_facility,
+        )
+
         fields = node.mapping({"address", "transport", "facility", "format"})
         address = fields["address"].scalar() if "address" in fields else "/dev/log"
         transport = fields["transport"].scalar().lower() if "transport" in fields \
@@ -612,6 +614,9 @@ class _Reader:
         )
 
     def hook(self, node: _Node) -> HookConfig:
+        # subprocesses: imported only by a config that asks for a hook (start-up)
+        from arpwatchd.hooks import HookConfig  # noqa: PLC0415
+
         fields = node.mapping({"command", "events", "timeout", "max_running"})
         for required in ("command", "events"):
             if required not in fields:

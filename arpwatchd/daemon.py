@@ -13,12 +13,10 @@ import select
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING
 
 from arpwatchd.capture import (
-    CaptureError,
     FileCapture,
     LiveCapture,
     Prefetcher,
@@ -27,7 +25,7 @@ from arpwatchd.capture import (
 )
 from arpwatchd.config import Config
 from arpwatchd.decode import Decoder
-from arpwatchd.output import OutputError
+from arpwatchd.errors import CaptureError, OutputError
 from arpwatchd.sensor import Sensor
 
 if TYPE_CHECKING:
@@ -42,13 +40,24 @@ BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 10.0
 NO_ARP_AFTER = 60.0
 """Capture time after which an interface that has shown no ARP at all is mentioned, once."""
+PREFETCH_FILTERED = 0.5
+"""A replay reads its file on a thread (`Prefetcher`) once the BPF filter has dropped more
+than this share of what was read, as on a mirror port's capture: libpcap's reading and
+filtering then overlap the sensor's work. An ARP-only capture is read in the main thread,
+where batches cost no hand-off between threads (benchmarks/README.md, "Start-up and reads")."""
 
 
-@dataclass
+# Plain classes, not dataclasses: defining a dataclass compiles its generated methods at
+# import, which every replay paid for these live-loop records (start-up, issue 12).
+
+
 class Flags:
-    stop: bool = False
-    reload: bool = False
-    signal_name: str = ""
+    """Set by the signal handlers, read by the loops."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        self.reload = False
+        self.signal_name = ""
 
 
 def install_signals(flags: Flags) -> None:
@@ -64,15 +73,15 @@ def install_signals(flags: Flags) -> None:
     signal.signal(signal.SIGHUP, on_hup)
 
 
-@dataclass
 class QuietWatch:
     """Says once that an interface has shown no ARP since capture started, `after` seconds
     in: on a quiet or wrong port (not the mirror port, a VLAN the trunk does not carry) the
     sensor otherwise logs nothing after its start lines, and a newcomer cannot tell it works."""
 
-    after: float = NO_ARP_AFTER
-    started: float | None = None
-    done: bool = False
+    def __init__(self, after: float = NO_ARP_AFTER) -> None:
+        self.after = after
+        self.started: float | None = None
+        self.done = False
 
     def due(self, now: float, seen: bool) -> bool:
         """Whether to say it now; `seen`: an ARP frame has been seen on the interface."""
@@ -89,19 +98,21 @@ class QuietWatch:
         return True
 
 
-@dataclass
 class _Handle:
-    interface: str
-    capture: LiveCapture | None = None
-    decoder: Decoder | None = None
-    retry_at: float = 0.0
-    backoff: float = BACKOFF_FIRST
-    base_stats: tuple[int, int, int] = (0, 0, 0)
-    last_stats: tuple[int, int, int] = (0, 0, 0)
-    reported_drops: int = 0
-    ifindex: int | None = None
-    link_down: bool = False
-    quiet: QuietWatch = field(default_factory=QuietWatch)
+    """One interface of the live loop: its capture (None while it is being reopened)."""
+
+    def __init__(self, interface: str) -> None:
+        self.interface = interface
+        self.capture: LiveCapture | None = None
+        self.decoder: Decoder | None = None
+        self.retry_at = 0.0
+        self.backoff = BACKOFF_FIRST
+        self.base_stats = (0, 0, 0)
+        self.last_stats = (0, 0, 0)
+        self.reported_drops = 0
+        self.ifindex: int | None = None
+        self.link_down = False
+        self.quiet = QuietWatch()
 
 
 class LiveLoop:
@@ -309,12 +320,16 @@ def _replay_file(sensor: Sensor, path: str, interface: str) -> str | None:
         return str(exc)
     try:
         decoder = sensor.decoder(interface, source.linktype)
-        reader = Prefetcher(source, sensor.config.capture.batch)
+        size = sensor.config.capture.batch
+        reader: Prefetcher | None = None
         try:
-            while batch := reader.read_batch():
+            while batch := reader.read_batch() if reader else source.read_batch(size):
                 sensor.feed(decoder, batch)
+                if reader is None and source.filtered_share() > PREFETCH_FILTERED:
+                    reader = Prefetcher(source, size)
         finally:
-            reader.close()
+            if reader is not None:
+                reader.close()
     except CaptureError as exc:
         return str(exc)
     finally:

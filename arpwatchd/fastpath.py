@@ -1,47 +1,46 @@
-"""Repeats of a known claim are cheap: the same frame bytes, seen again, skip dpkt and the
-tracker's slow path.
+"""Bookkeeping around the C kernel (`_kernel.c`), which proves repeats: frames that would
+change nothing but times and counters skip dpkt and the tracker's slow path.
 
-On a LAN most ARP frames repeat byte for byte (a host re-asking its gateway every minute,
-the gateway's unicast answer). When the tracker says a frame only refreshed its sender's own
-settled claim (`Tracker.steady`), its bytes are remembered here; an identical frame then costs
-a dict lookup and a few comparisons that prove it would again change nothing but times and
-counters, and its refresh is applied later, in bulk (`Tracker.apply_repeats`).
+On a LAN most ARP frames repeat byte for byte (a host re-asking its gateway every minute, the
+gateway's unicast answer), and most first sightings are a known claim to a new target (a host
+asking a peer it had not asked before): the sender's half of the frame, the part dpkt and the
+tracker judged, is byte-identical to a remembered steady frame's. The rules of what such a
+frame may skip (flood and scan windows, solicitation, inactivity, the target's half of a
+claim) are written once, in the kernel, and documented there. This module keeps what is
+bookkeeping, on the same objects the kernel reads:
 
-Most first sightings are a known claim to a new target (a host asking a peer it had not asked
-before, the gateway answering a new host): the sender's half of the frame, the part dpkt and
-the tracker judged, is byte-identical to a remembered steady frame's. Those are checked at the
-target's fixed offsets (`FastPath._claimed`) instead of being decoded again; anything that is
-not certain goes the slow way. Memos are per interface and link type: the same bytes on two
-interfaces are two stations' frames, and under another link type they say something else.
+- the memos: when the tracker says a slow frame only refreshed its sender's own settled claim
+  (`Tracker.steady`), its bytes and its sender's half are remembered, per interface and link
+  type (the same bytes on two interfaces are two stations' frames; under another link type
+  they say something else), and forgotten when the binding changes (`Tracker.version`);
+- the deferred refreshes: a repeat's refresh of its binding is recorded (`Pending`, one per
+  binding) and applied later, in bulk (`Tracker.apply_repeats`). Only the slow path reads
+  them, so the repeats of the bindings a slow frame will read (its sender's and its target's
+  address) are applied before it, all of them before a deadline (a hold ending) or an
+  eviction, and all at least every `DEFER` seconds of packet time.
 
-Exactness: the bounded tables of requests and answers are written at once, as the slow
-path writes them (once one is full, its order decides what is evicted). Binding refreshes are
-deferred: only the slow path reads them, so the repeats of the bindings a slow frame will read
-(its sender's and its target's address) are applied before it, all of them before a
-deadline (a hold ending) or an eviction, and all at least every `DEFER` seconds of packet
-time. Anything a repeat could change that the fast path cannot prove unchanged (a flood or
-scan window rolling over or about to alarm, a reply whose request is not on record, a state
-change anywhere: `Tracker.version`) sends it down the slow path. Same events as the slow
-path, frame for frame (tested on every capture we have), with one known difference: once
-`max_bindings` is reached, a binding refreshed only by repeats counts as seen when its
-refreshes are applied, not when they happened, so it can outlive a binding created after
-its last repeat (a known host keeps talking while a flood fills the table: the flood's
-first stations go first). Exact LRU would mean applying every repeat before every slow frame
-(+29 % instructions on the mirror mix, measured).
+Exactness: the kernel writes the bounded tables of requests and answers at once, as the slow
+path does (once one is full, its order decides what is evicted), and hands back, in order,
+every frame it cannot prove. Same events as the slow path, frame for frame (tested on every
+capture we have), with one known difference: once `max_bindings` is reached, a binding
+refreshed only by repeats counts as seen when its refreshes are applied, not when they
+happened, so it can outlive a binding created after its last repeat (a known host keeps
+talking while a flood fills the table: the flood's first stations go first). Exact LRU would
+mean applying every repeat before every slow frame (+29 % instructions on the mirror mix,
+measured).
 
-The whole-frame repeats run in C when the package was built with its kernel (`_kernel.c`,
-`kernel.py`): it handles each run of provable repeats with the same rules on the same
-objects, and hands the first frame it cannot prove back to this loop, in order.
+Without the kernel (not built, or `ARPWATCHD_KERNEL=off`) every frame takes the slow path:
+nothing is remembered and nothing deferred (`kernel.py` says so at start).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from functools import partial
 from operator import attrgetter
 from types import ModuleType
 
-from arpwatchd.addresses import BROADCAST_MAC, ZERO_MAC
-from arpwatchd.batch import META, Batch
+from arpwatchd.batch import Batch
 from arpwatchd.decode import ArpFrame, ArpKind
 from arpwatchd.events import Event
 from arpwatchd.kernel import KERNEL
@@ -54,30 +53,13 @@ MAX_MEMOS = 200_000
 HIT_WINDOW = 4096
 """Frames over which the share of hits is judged (see `FastPath._remember_new`)."""
 _FIRST = attrgetter("first")
-_ANY_MAC = (ZERO_MAC, BROADCAST_MAC)
-_REQUEST = b"\x00\x01"
-_REPLY = b"\x00\x02"
-
-
-def _other_opcode(claim: bytes, at: int) -> bytes | None:
-    """The claim bytes of the same sender's replies for its requests' and back (`claim` is
-    frame bytes 6 to the ARP body's 18th, so the opcode sits at `at`); None for any other
-    opcode, which the slow path reports as invalid (issue 15). The sender, its MAC and IP
-    are what a claim vouches for (`Tracker._note_steady` gives both opcodes the same binding
-    and per-MAC statistics); the opcode only says which rules the frame meets."""
-    op = claim[at : at + 2]
-    if op == _REQUEST:
-        other = _REPLY
-    elif op == _REPLY:
-        other = _REQUEST
-    else:
-        return None
-    return claim[:at] + other + claim[at + 2 :]
 
 
 def _arp_at(frame: bytes) -> int:
     """Where the ARP body starts in an untagged or 802.1Q-tagged Ethernet frame long enough
-    to hold it; 0 for any other frame (QinQ, other TPIDs: the slow path decodes those)."""
+    to hold it; 0 for any other frame (QinQ, other TPIDs: the slow path decodes those). Cuts
+    the claim keys remembered here: it must agree with `arp_at` in `_kernel.c`, which cuts
+    the keys it looks up (a disagreement only loses hits: the tests count them)."""
     ethertype = frame[12:14]
     if ethertype == b"\x08\x06":
         return 14 if len(frame) >= 42 else 0
@@ -117,15 +99,14 @@ class FastPath:
         self.request_hits = 0
         self.reply_hits = 0
         self.claimed = 0
-        """First sightings handled by their known claim (`_claimed`), among the hits."""
+        """First sightings proven by their known claim (in the kernel), among the hits."""
         self._frames = self._hits = 0
         self._remember_new = True
         """Whether new stations' first frames are remembered (not while frames rarely hit)."""
         self.enabled = True
         """False sends every frame down the slow path (to compare the two)."""
         self.kernel: ModuleType | None = KERNEL
-        """The C kernel proving whole-frame repeats; None runs the same rules in Python."""
-        self._kernel_hits = [0, 0]
+        """The C kernel proving repeats; None sends every frame down the slow path."""
 
     def run(
         self,
@@ -136,149 +117,49 @@ class FastPath:
         ethernet: bool = False,
         linktype: int = 1,
     ) -> None:
-        """Feeds a batch of frames of `linktype`; `slow(ts, frame)` handles a frame the fast
-        path cannot, returning True when the tracker marked it steady (it is then remembered).
-        With `ethernet` (the Ethernet link type), a first sighting that repeats a known steady
-        claim to a new target is handled here too, without dpkt (`_claimed`)."""
-        if not self.enabled:
+        """Feeds a batch of frames of `linktype`; `slow(ts, frame)` handles a frame the kernel
+        cannot prove, returning True when the tracker marked it steady (it is then remembered).
+        With `ethernet` (the Ethernet link type), the kernel also judges first sightings that
+        repeat a known steady claim to a new target. Without the kernel (or not `enabled`)
+        every frame takes the slow path."""
+        kernel = self.kernel
+        if kernel is None or not self.enabled:
             for ts, frame in batch.frames():
                 slow(ts, frame)
             return
-        data = batch.data
         tracker = self.tracker
-        policy = tracker.policy
-        flood_window, flood_frames = policy.flood_window, policy.flood_frames
-        scan_window, scan_targets = policy.scan_window, policy.scan_targets
-        solicit = policy.solicit_window
-        asked = tracker.asked_times
-        note_asked = tracker.note_asked
-        asked_pop = asked.pop
-        answers = tracker.answers
-        answers_pop = answers.pop
-        note_answer = tracker.note_answer
         table = (interface, linktype)
         memo = self._memos.setdefault(table, {})
-        memo_get = memo.get
         claims = self._claims.setdefault(table, {})
         # under a flood of new stations (few hits) no first sighting repeats a known claim:
         # looking for one would only cost
-        claims_get = claims.get if ethernet and self._remember_new else None
+        judge_claims = ethernet and self._remember_new
         pending = self._pending
-        pending_get = pending.get
-        last_seen = tracker.last_seen
-        inactive = policy.inactive_after
-        horizon = self._horizon()
-        requests = replies = 0
-        records: Iterator[tuple[int, int, int, int]] = META.iter_unpack(batch.meta)
-        # under a flood of new stations (few hits) each frame would cross into the kernel
-        # only to come back: the crossing costs more than the Python loop's memo miss
-        kernel = self.kernel if self._remember_new else None
-        if kernel is not None:
-            records = self._unproven(kernel, batch, self.kernel_context(table))
-        for sec, usec, offset, length in records:
-            frame = data[offset : offset + length]
-            ts = sec + usec * 1e-6
-            s = memo_get(frame)
-            fresh = False
-            if s is None and claims_get is not None and (at := _arp_at(frame)):
-                claim_bytes = frame[6 : at + 18]
-                if (claim := claims_get(claim_bytes)) is not None:
-                    s = self._claimed(frame, at, claim, claim.is_request)
-                    fresh = True
-                # the same sender's claim with the other opcode will do
-                elif (other := _other_opcode(claim_bytes, at)) is not None and (
-                    claim := claims_get(other)
-                ) is not None:
-                    s = self._claimed(frame, at, claim, not claim.is_request)
-                    fresh = True
-            if (
-                s is not None
-                and ts < horizon
-                # a repeat after `inactive_after` of silence reports new activity: the slow
-                # path's to do (no such gap fits inside one pending record: `_horizon`)
-                and ((waiting := pending_get(s.key)) is not None
-                     or ts - last_seen(s.key) < inactive)
-            ):
-                st = s.stats
-                if s.is_request:
-                    # the windows of Senders.count_frame / count_target, rolled the same way
-                    if ts - st.flood_start >= flood_window:
-                        if st.flood_count + st.pending <= flood_frames:
-                            st.flooding = False
-                        st.flood_start = ts
-                        st.flood_count = st.pending = 0
-                    targets = st.scan_targets
-                    if targets is None or ts - st.scan_start >= scan_window:
-                        if targets is not None and len(targets) <= scan_targets:
-                            st.scanning = False
-                        st.scan_start = ts
-                        targets = st.scan_targets = set()
-                    # a MAC already reported in this window cannot alarm again in it (a busy
-                    # gateway), so only the frame that would raise an alarm goes the slow way
-                    size = len(targets)
-                    if (st.flooding or st.flood_count + st.pending < flood_frames) and (
-                        s.target in targets or size != scan_targets or st.scanning
-                    ):
-                        if size <= scan_targets:
-                            targets.add(s.target)
-                        # as `Recent.note`: a refreshed request moves to the end of the
-                        # table, so a full table evicts the least recently asked (a key
-                        # evicted meanwhile comes back under the table's own cap)
-                        if asked_pop(s.asked, None) is None:
-                            note_asked(s.asked, ts)
-                        else:
-                            asked[s.asked] = ts
-                        if asked_pop(s.asked_any, None) is None:
-                            note_asked(s.asked_any, ts)
-                        else:
-                            asked[s.asked_any] = ts
-                        st.pending += 1
-                        requests += 1
-                    else:
-                        s = None
-                else:
-                    asked_at = asked.get(s.asked)
-                    if asked_at is not None and ts - asked_at <= solicit:
-                        # remembered at once, as the slow path does: once the table is full,
-                        # its order decides which answers a racing answer still finds
-                        if answers_pop(s.key, None) is None:
-                            note_answer(s.key, s.sha, s.tha, ts)
-                        else:
-                            answers[s.key] = (s.sha, s.tha, ts)
-                        replies += 1
-                    else:
-                        s = None
-                if s is not None:  # a repeat: its refresh waits for the next flush
-                    if fresh:
-                        self._remember(memo, frame, s)
-                        self._remember_claim(claims, claim_bytes, s)
-                        self.claimed += 1
-                    if waiting is None:
-                        waiting = pending[s.key] = Pending(s.key, s.dom, ts)
-                    elif ts > waiting.last:  # merged captures can step back: never last_seen
-                        waiting.last = ts
-                    continue
-            if pending and ts >= horizon:
+
+        def handle(ts: float, frame: bytes) -> float:
+            """A frame the kernel cannot prove: the slow path, then the bookkeeping."""
+            if pending and ts >= self._horizon():
                 self.flush()
             if (
                 slow(ts, frame)
                 and (self._remember_new or not tracker.steady_created)
                 and tracker.steady is not None  # built when asked for: not under a flood
             ):
-                self._remember(memo, frame, tracker.steady)
-                if claims_get is not None and (at := _arp_at(frame)):
-                    self._remember_claim(claims, frame[6 : at + 18], tracker.steady)
+                at = _arp_at(frame) if judge_claims else 0
+                self._remember(memo, claims, frame, tracker.steady,
+                               frame[6 : at + 18] if at else None)
             if tracker.version != self._version:
                 self._invalidate()
             if self._flushed_at is None:  # the DEFER and inactive_after clocks start here
                 self._flushed_at = ts
-            horizon = self._horizon()
-        if kernel is not None:
-            requests += self._kernel_hits[0]
-            replies += self._kernel_hits[1]
-            self._kernel_hits = [0, 0]
+            return self._horizon()
+
+        context = self.kernel_context(table, judge_claims)
+        requests, replies, claimed = kernel.run(context, batch.data, batch.meta,
+                                                self._horizon(), handle)
         self.request_hits += requests
         self.reply_hits += replies
+        self.claimed += claimed
         self._frames += len(batch)
         self._hits += requests + replies
         if self._frames >= HIT_WINDOW:
@@ -286,82 +167,41 @@ class FastPath:
             self._remember_new = self._hits * 8 >= self._frames
             self._frames = self._hits = 0
 
-    def kernel_context(self, table: tuple[str, int]) -> tuple[object, ...]:
+    def kernel_context(self, table: tuple[str, int], claims: bool = False
+                       ) -> tuple[object, ...]:
         """What the C kernel reads and writes for frames of `table` (interface, link type),
-        in the order `_kernel.c` expects: the same objects `run` uses."""
+        in the order `_kernel.c` expects: the same objects `run` uses. With `claims`, first
+        sightings of a known claim to a new target are judged by it too."""
         tracker = self.tracker
         policy = tracker.policy
-        return (self._memos.setdefault(table, {}), self._pending, Pending, tracker.last_seen,
+        memo = self._memos.setdefault(table, {})
+        known = self._claims.setdefault(table, {})
+        return (memo, self._pending, Pending, tracker.last_seen,
                 tracker.asked_times, tracker.note_asked, tracker.answers, tracker.note_answer,
                 policy.flood_window, policy.flood_frames, policy.scan_window,
                 policy.scan_targets, policy.solicit_window, policy.inactive_after, Steady,
-                SenderStats)
+                SenderStats, known if claims else None, tracker.answers_owner,
+                partial(self._remember, memo, known))
 
-    def _unproven(
-        self, kernel: ModuleType, batch: Batch, context: tuple[object, ...]
-    ) -> Iterator[tuple[int, int, int, int]]:
-        """The records of the frames the C kernel leaves to `run`, in order: it handles every
-        whole-frame repeat it can prove up to the next one, with `run`'s rules, and leaves
-        that frame untouched. Resumed after `run` handled it, so the horizon is current."""
-        repeats = kernel.repeats
-        data, meta = batch.data, batch.meta
-        hits = self._kernel_hits
-        i, n = 0, len(batch)
-        while i < n:
-            i, requests, replies = repeats(context, data, meta, i, self._horizon())
-            hits[0] += requests
-            hits[1] += replies
-            if i < n:
-                yield META.unpack_from(meta, i * META.size)
-                i += 1
-
-    def _claimed(self, frame: bytes, at: int, claim: Steady, request: bool) -> Steady | None:
-        """The `Steady` the tracker would give `frame`, a first sighting of a known steady
-        claim (same sender, MAC, IP and VLAN tag, either opcode) to another target, when that is
-        certain without decoding it; None sends it down the slow path.
-
-        The sender's half (`request`: its opcode) was decoded and judged when `claim` was;
-        only the target's half is new, at fixed offsets from the ARP body at `at` (the lengths
-        are in the claim bytes).
-        What the tracker does with a target: announcements (sender IP = target IP) and
-        answers to probes are never steady; a reply's target must be the owner of its address
-        (`Tracker.answers_owner`), and a reply to the broadcast or zero MAC is never
-        remembered (`Tracker._note_steady`).
-        """
-        tha = frame[at + 18 : at + 24]
-        tpa = int.from_bytes(frame[at + 24 : at + 28], "big")
-        dom = claim.dom
-        spa = claim.key & 0xFFFFFFFF
-        sha = claim.sha
-        if spa == tpa and (tha in _ANY_MAC or tha == sha):
-            return None
-        if request:
-            return Steady.request(dom, spa, claim.stats, sha, tha, tpa)
-        if tpa == 0 or tha in _ANY_MAC:
-            return None
-        if tpa != spa and not tha[0] & 1 and not self.tracker.answers_owner(dom << 32 | tpa, tha):
-            return None
-        return Steady.reply(dom, spa, claim.stats, sha, tha, tpa)
-
-    def _remember(self, memo: dict[bytes, Steady], frame: bytes, steady: Steady) -> None:
+    def _remember(self, memo: dict[bytes, Steady], claims: dict[bytes, Steady], frame: bytes,
+                  steady: Steady, claim: bytes | None = None) -> None:
+        """Remembers `frame` as steady in `memo`, and its sender's half `claim` (frame bytes 6
+        to the ARP body's 18th) in `claims` unless that claim is remembered already. Called
+        by the kernel too, for the first sightings it proved by their claim."""
         if self._size >= MAX_MEMOS:
             self._forget_all()
         self._size += 1
         memo[frame] = steady
         by_key = self._by_key
         if (frames := by_key.get(steady.key)) is None:
-            by_key[steady.key] = [frame]
+            frames = by_key[steady.key] = [frame]
         else:
             frames.append(frame)
         if steady.depends != steady.key:
             by_key.setdefault(steady.depends, []).append(frame)
-
-    def _remember_claim(self, claims: dict[bytes, Steady], claim: bytes, steady: Steady) -> None:
-        """Remembers `steady` as the judged sender's half `claim` (frame bytes 6 to the ARP
-        body's 18th) of an interface's frames, unless that claim is remembered already."""
-        if claim not in claims:
+        if claim is not None and claim not in claims:
             claims[claim] = steady
-            self._by_key[steady.key].append(claim)
+            frames.append(claim)
 
     def _invalidate(self) -> None:
         """Forgets the frames and claims whose bindings changed since the last look."""

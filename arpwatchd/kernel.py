@@ -1,9 +1,10 @@
-"""Whether the fast path's repeat loop runs in C (`_kernel.c`) or in Python.
+"""Whether the C kernel (`_kernel.c`) proves repeats, or every frame takes the slow path.
 
 The package's build compiles the kernel when it can (a compiler and Python's headers); when
-it could not, or `ARPWATCHD_KERNEL=off` is set (to compare the two), the fast path runs the
-same rules in Python, with the same events, only slower. `--version`, one log line at start
-and the `arpwatchd_build_info` metric say which one runs.
+it could not, or `ARPWATCHD_KERNEL=off` is set (to compare the two), every frame is decoded
+(dpkt) and tracked in Python: the exact slow path, the same events, only slower. The rules of
+what is a provable repeat live in the kernel only. `--version` ("fast path: python"), one log
+line at start and the `arpwatchd_build_info` metric (`fastpath="python"`) say which one runs.
 """
 
 from __future__ import annotations
@@ -25,4 +26,5 @@ def load() -> tuple[ModuleType | None, str | None]:
 
 KERNEL, FALLBACK = load()
 FASTPATH = "c" if KERNEL is not None else "python"
-"""Which fast path runs: the label of `arpwatchd_build_info` and `--version`."""
+"""Which fast path runs (c: the kernel; python: none, the slow path for every frame): the
+label of `arpwatchd_build_info` and `--version`."""

@@ -25,13 +25,14 @@ empty label as absent, so `vlan=~".*"` matches both).
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import logging
 import platform
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TypeVar
 from wsgiref.simple_server import WSGIServer
 
@@ -42,10 +43,10 @@ from prometheus_client.registry import Collector
 from arpwatchd import __version__
 from arpwatchd.config import Config
 from arpwatchd.decode import ArpKind, SkipReason
+from arpwatchd.errors import OutputError
 from arpwatchd.events import EventKind
 from arpwatchd.kernel import FASTPATH
 from arpwatchd.ndp import NdpKind, NdpProblem, NdpSkip
-from arpwatchd.output import OutputError
 from arpwatchd.stats import CaptureState, SensorStats
 from arpwatchd.tracker import TrackerStats
 from arpwatchd.web import routed, serve
@@ -139,7 +140,7 @@ def _copy(stats: SensorStats) -> _Copy:
             events=dict(stats.events),
             suppressed=dict(stats.suppressed),
             failovers=dict(stats.failovers),
-            captures={name: replace(state) for name, state in stats.captures.items()},
+            captures={name: copy.copy(state) for name, state in stats.captures.items()},
             store_write_errors=stats.store_write_errors,
             store_events_dropped=stats.store_events_dropped,
             store_writes=stats.store_writes,
@@ -212,7 +213,7 @@ class ArpwatchCollector(Collector):
         info = GaugeMetricFamily(
             PREFIX + "build_info", "arpwatchd version, Python runtime, mode (live: capturing "
             "interfaces, replay: reading capture files) and fast path (c: the compiled kernel, "
-            "python: the same rules without it); always 1.",
+            "python: none, every frame decoded and tracked in Python); always 1.",
             labels=["version", "python_version", "mode", "fastpath"])
         info.add_metric([__version__, platform.python_version(), self.mode, FASTPATH], 1)
         yield info

@@ -12,20 +12,19 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Protocol, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
 
+from arpwatchd.errors import OutputError
 from arpwatchd.events import Event, Severity
 from arpwatchd.files import STREAMS, UnsafeFileError, open_file
-from arpwatchd.vendors import Vendors
+
+if TYPE_CHECKING:
+    from arpwatchd.vendors import Vendors
 
 log = logging.getLogger("arpwatchd")
 
 _LEVEL = {Severity.INFO: logging.INFO, Severity.WARNING: logging.WARNING,
           Severity.CRITICAL: logging.CRITICAL}
-
-
-class OutputError(Exception):
-    """The events destination cannot be opened or written."""
 
 
 class EventSink(Protocol):
@@ -41,7 +40,8 @@ class EventWriter:
     def __init__(self, destination: str, vendors: Vendors | None = None,
                  sinks: Sequence[EventSink] = ()) -> None:
         self.destination = destination
-        self.vendors = vendors or Vendors()
+        self.vendors = vendors
+        """The OUI table; made at the first event (a replay that emits none never reads it)."""
         self.sinks = list(sinks)
         self._retired: Counter[str] = Counter()
         """Final counts of sinks replaced by a reload, so the metrics never go backwards."""
@@ -94,6 +94,10 @@ class EventWriter:
     def write(self, events: list[Event]) -> None:
         if not events:
             return
+        if self.vendors is None:
+            from arpwatchd.vendors import Vendors  # noqa: PLC0415  (import on use: start-up)
+
+            self.vendors = Vendors()
         lookup = self.vendors.lookup
         for sink in self.sinks:  # they only queue, so a dead collector cannot stop JSON lines
             sink.write(events, lookup)

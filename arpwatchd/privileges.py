@@ -24,6 +24,7 @@ import pwd
 from collections.abc import Sequence
 from pathlib import Path
 
+from arpwatchd.errors import PrivilegeError
 from arpwatchd.files import DIRECTORY, REGULAR, hand_over
 
 log = logging.getLogger("arpwatchd")
@@ -37,10 +38,6 @@ _CAP_LAST = 63
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 _SYS_CAPSET = 126  # x86_64
 _SYS_CAPSET_BY_MACHINE = {"x86_64": 126, "aarch64": 91}
-
-
-class PrivilegeError(Exception):
-    """Dropping privileges failed; one line saying what to fix."""
 
 
 class _CapHeader(ctypes.Structure):

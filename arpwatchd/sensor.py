@@ -11,20 +11,24 @@ import traceback
 from collections import Counter
 from collections.abc import Callable
 from operator import itemgetter
+from typing import TYPE_CHECKING
 
 from arpwatchd.batch import Batch
 from arpwatchd.config import Config
 from arpwatchd.decode import DLT_EN10MB, ArpFrame, ArpKind, Decoder, SkipReason
 from arpwatchd.defend import Defender, Send
+from arpwatchd.errors import OutputError, StoreError
 from arpwatchd.events import Event, EventKind, EventLimiter
 from arpwatchd.fastpath import FastPath
-from arpwatchd.output import EventWriter, OutputError
+from arpwatchd.output import EventWriter
 from arpwatchd.senders import trim_oldest
 from arpwatchd.sinks import open_sinks
 from arpwatchd.stats import SensorStats
-from arpwatchd.store import Store, StoreError
 from arpwatchd.suppress import Suppressor
 from arpwatchd.tracker import Tracker
+
+if TYPE_CHECKING:
+    from arpwatchd.store import Store  # sqlite3: the caller opens a store only when asked
 
 log = logging.getLogger("arpwatchd")
 

@@ -6,17 +6,22 @@ subprocesses, and apart from `config` so that parsing a config never opens anyth
 
 from __future__ import annotations
 
-from arpwatchd.config import OutputConfig
-from arpwatchd.hooks import HookRunner
-from arpwatchd.output import EventSink
-from arpwatchd.syslog import SyslogSink
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from arpwatchd.config import OutputConfig
+    from arpwatchd.output import EventSink
 
 
 def open_sinks(output: OutputConfig) -> list[EventSink]:
     """The sinks the config asks for; they connect and run lazily, in their own threads."""
     sinks: list[EventSink] = []
     if output.syslog is not None:
+        from arpwatchd.syslog import SyslogSink  # noqa: PLC0415  (only when configured)
+
         sinks.append(SyslogSink(output.syslog))
     if output.hook is not None:
+        from arpwatchd.hooks import HookRunner  # noqa: PLC0415  (only when configured)
+
         sinks.append(HookRunner(output.hook))
     return sinks

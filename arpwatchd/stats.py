@@ -10,55 +10,61 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from arpwatchd.tracker import TrackerStats
+if TYPE_CHECKING:
+    from arpwatchd.tracker import TrackerStats
+
+# Plain classes, not dataclasses: every command that runs the sensor builds these once, and
+# defining a dataclass compiles its generated methods at import (start-up, issue 12).
 
 
-@dataclass
 class CaptureState:
-    received: int = 0
-    dropped: int = 0
-    interface_dropped: int = 0
-    up: bool = True
-    last_arp: float | None = None
-    restarts: int = 0
+    """One interface's (or capture file's) counters and state."""
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.dropped = 0
+        self.interface_dropped = 0
+        self.up = True
+        self.last_arp: float | None = None
+        self.restarts = 0
 
 
-@dataclass
 class SensorStats:
     """Everything the metrics endpoint shows. Updated by the loop, copied by scrapes."""
 
-    packets: Counter[tuple[str, str]] = field(default_factory=Counter)
-    """(interface, kind) -> ARP frames: request, reply, announcement, probe, invalid."""
-    ndp_packets: Counter[tuple[str, str]] = field(default_factory=Counter)
-    """(interface, kind) -> IPv6 neighbour discovery messages: `NdpKind` values, invalid."""
-    skipped: Counter[tuple[str, str]] = field(default_factory=Counter)
-    """(interface, reason) -> frames that were not usable ARP or NDP (not_ndp: IPv6 but no
-    neighbour discovery; invalid NDP also by its `NdpProblem`)."""
-    events: Counter[tuple[str, str, str]] = field(default_factory=Counter)
-    """(event, severity, family) -> events generated, including those later suppressed."""
-    suppressed: Counter[tuple[str, str]] = field(default_factory=Counter)
-    """(event, cause) -> events not emitted; cause is rate_limit or rule."""
-    failovers: Counter[tuple[str, str]] = field(default_factory=Counter)
-    """(interface, vlan) -> failover events."""
-    captures: dict[str, CaptureState] = field(default_factory=dict)
-    store_write_errors: int = 0
-    store_writes: int = 0
-    store_events_dropped: int = 0
-    """Events the history lost because the store could not be written for too long."""
-    frame_errors: int = 0
-    defense_sent: Counter[str] = field(default_factory=Counter)
-    defense_last_word: Counter[str] = field(default_factory=Counter)
-    """interface -> defense frames sent as the last word after an intruder's last claim."""
-    defense_failures: Counter[str] = field(default_factory=Counter)
-    """interface -> defense_failed events (the intruder kept claiming after defend_max)."""
-    defense_send_errors: Counter[str] = field(default_factory=Counter)
-    """interface -> defense frames libpcap could not send."""
-    tracker: TrackerStats | None = None
-    outputs: Callable[[], dict[str, int]] | None = None
-    """Counters of the optional outputs (syslog, hook), read at scrape time."""
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    def __init__(self) -> None:
+        self.packets: Counter[tuple[str, str]] = Counter()
+        """(interface, kind) -> ARP frames: request, reply, announcement, probe, invalid."""
+        self.ndp_packets: Counter[tuple[str, str]] = Counter()
+        """(interface, kind) -> IPv6 neighbour discovery messages: `NdpKind` values, invalid."""
+        self.skipped: Counter[tuple[str, str]] = Counter()
+        """(interface, reason) -> frames that were not usable ARP or NDP (not_ndp: IPv6 but no
+        neighbour discovery; invalid NDP also by its `NdpProblem`)."""
+        self.events: Counter[tuple[str, str, str]] = Counter()
+        """(event, severity, family) -> events generated, including those later suppressed."""
+        self.suppressed: Counter[tuple[str, str]] = Counter()
+        """(event, cause) -> events not emitted; cause is rate_limit or rule."""
+        self.failovers: Counter[tuple[str, str]] = Counter()
+        """(interface, vlan) -> failover events."""
+        self.captures: dict[str, CaptureState] = {}
+        self.store_write_errors = 0
+        self.store_writes = 0
+        self.store_events_dropped = 0
+        """Events the history lost because the store could not be written for too long."""
+        self.frame_errors = 0
+        self.defense_sent: Counter[str] = Counter()
+        self.defense_last_word: Counter[str] = Counter()
+        """interface -> defense frames sent as the last word after an intruder's last claim."""
+        self.defense_failures: Counter[str] = Counter()
+        """interface -> defense_failed events (the intruder kept claiming after defend_max)."""
+        self.defense_send_errors: Counter[str] = Counter()
+        """interface -> defense frames libpcap could not send."""
+        self.tracker: TrackerStats | None = None
+        self.outputs: Callable[[], dict[str, int]] | None = None
+        """Counters of the optional outputs (syslog, hook), read at scrape time."""
+        self.lock = threading.Lock()
 
     def capture(self, name: str) -> CaptureState:
         state = self.captures.get(name)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from arpwatchd.addresses import mac_text, parse_mac
+from arpwatchd.errors import StoreError
 from arpwatchd.events import Event
 from arpwatchd.files import UnsafeFileError, check_existing, make_directories, open_file
 from arpwatchd.journal import Entry, fold, pack, replay
@@ -88,10 +89,6 @@ _BINDING_COLUMNS = "interface, vlan, ip, mac, first_seen, last_seen, previous, s
 _COMPANIONS = ("-wal", "-shm", "-journal")
 """Files SQLite opens beside the state file. Running as root, it writes through a hard link
 there and chowns it to the state file's owner, even for a read-only connection."""
-
-
-class StoreError(Exception):
-    """The state file cannot be opened or written; one line naming the file."""
 
 
 def state_files(path: str) -> list[Path]:

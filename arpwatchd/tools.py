@@ -13,16 +13,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ipaddress
-import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
-from arpwatchd import arpdat, inventory
-from arpwatchd import config as config_module
+import arpwatchd
 from arpwatchd.addresses import (
     ip_text,
     mac_text,
@@ -31,10 +28,15 @@ from arpwatchd.addresses import (
     parse_mac_prefix,
     parse_network,
 )
-from arpwatchd.config import Config, load_config
-from arpwatchd.privileges import give_files, store_owner
-from arpwatchd.store import Store, StoreError, state_files
-from arpwatchd.vendors import Vendors
+from arpwatchd.errors import StoreError
+
+if TYPE_CHECKING:
+    from arpwatchd.config import Config
+    from arpwatchd.store import Store
+
+# The commands' own modules (the store and SQLite, arpdat, the inventory, ctypes for
+# privileges, the vendor table) are imported when a command runs: this module is imported
+# by every command line, for its parsers (start-up, issue 12).
 
 COMMANDS = frozenset({"import-arpdat", "export-arpdat", "bindings", "history"})
 DEFAULT_INTERFACE = "eth0"
@@ -65,7 +67,7 @@ def _store_options(parser: argparse.ArgumentParser) -> None:
                         help="SQLite state file (default: the config's state.path, else "
                              "$XDG_STATE_HOME/arpwatchd/state.sqlite or ./state/arpwatchd.sqlite)")
     parser.add_argument("-c", "--config", metavar="FILE",
-                        help=f"YAML config file (default: {config_module.DEFAULT_CONFIG} if it "
+                        help=f"YAML config file (default: {arpwatchd.DEFAULT_CONFIG} if it "
                              f"exists, the systemd unit's)")
 
 
@@ -74,7 +76,7 @@ def config_path(given: str | None) -> str | None:
     flags works on the store the service uses."""
     if given is not None:
         return given
-    default = config_module.DEFAULT_CONFIG
+    default = arpwatchd.DEFAULT_CONFIG
     return default if Path(default).exists() else None
 
 
@@ -137,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
     Raises:
         ConfigError, StoreError: for `cli.main` to report with its exit code.
     """
+    from arpwatchd.config import load_config  # noqa: PLC0415  (import on use: start-up)
+
     config = load_config(config_path(args.config))
     path = args.state or config.state_path
     try:
@@ -154,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _reader(path: str) -> Store:
+    from arpwatchd.store import Store  # noqa: PLC0415  (import on use: start-up)
+
     if not Path(path).exists():
         raise StoreError(f"{path}: no state store here (give --state, or run the sensor or "
                          f"import-arpdat first)")
@@ -162,6 +168,8 @@ def _reader(path: str) -> Store:
 
 @contextlib.contextmanager
 def _opened(path: str, readonly: bool) -> Iterator[Store]:
+    from arpwatchd.store import Store  # noqa: PLC0415
+
     store = _reader(path) if readonly else Store(path)
     try:
         yield store
@@ -170,6 +178,9 @@ def _opened(path: str, readonly: bool) -> Iterator[Store]:
 
 
 def _import(args: argparse.Namespace, config: Config, path: str) -> int:
+    from arpwatchd import arpdat  # noqa: PLC0415  (import on use: start-up)
+    from arpwatchd.privileges import store_owner  # noqa: PLC0415
+
     interface = args.interface or (config.capture.interfaces[0] if config.capture.interfaces
                                    else DEFAULT_INTERFACE)
     try:
@@ -212,6 +223,9 @@ def _import(args: argparse.Namespace, config: Config, path: str) -> int:
 def _handed_over(path: str, owner: tuple[str, int, int] | None, created: list[Path]) -> int:
     """Gives the store to the sensor's user: a store root made and kept would stop a sensor
     running as that user ("attempt to write a readonly database")."""
+    from arpwatchd.privileges import give_files  # noqa: PLC0415  (import on use: start-up)
+    from arpwatchd.store import state_files  # noqa: PLC0415
+
     if owner is None:
         if os.geteuid() == 0 and os.stat(path).st_uid == 0:
             print(f"arpwatchd: note: {path} is owned by root; a sensor running as another user "
@@ -224,6 +238,10 @@ def _handed_over(path: str, owner: tuple[str, int, int] | None, created: list[Pa
 
 
 def _export(args: argparse.Namespace, path: str) -> int:
+    import tempfile  # noqa: PLC0415  (import on use: start-up)
+
+    from arpwatchd import arpdat  # noqa: PLC0415
+
     with _opened(path, readonly=True) as store:
         bindings = [b for b in store.load_bindings()
                     if args.interface is None or b.interface == args.interface]
@@ -257,6 +275,11 @@ def _export(args: argparse.Namespace, path: str) -> int:
 
 
 def _bindings(args: argparse.Namespace, path: str) -> int:
+    import json  # noqa: PLC0415  (import on use: start-up)
+
+    from arpwatchd import inventory  # noqa: PLC0415
+    from arpwatchd.vendors import Vendors  # noqa: PLC0415
+
     where = inventory.BindingFilter(network=args.ip, mac_prefix=args.mac, vlan=args.vlan,
                                     interface=args.interface)
     with _opened(path, readonly=True) as store:
@@ -273,6 +296,11 @@ def _bindings(args: argparse.Namespace, path: str) -> int:
 
 
 def _history(args: argparse.Namespace, path: str) -> int:
+    import json  # noqa: PLC0415  (import on use: start-up)
+
+    from arpwatchd import inventory  # noqa: PLC0415
+    from arpwatchd.vendors import Vendors  # noqa: PLC0415
+
     text = args.address
     try:
         ip: str | None = ip_text(parse_ip(text))

@@ -15,18 +15,24 @@ peak) per run; frames/s counts every frame in the file (for the mirror mix, the 
 filter drops too). Runs are interleaved (tool A, B, C, then again) so a noisy neighbour on a
 shared machine hits all tools alike; a run longer than `--long` seconds is not repeated.
 
-Then the issue's targets are checked on this run's ratios:
+Then live.py measures live capture (root only; bounded by `--live-timeout`), callgrind.py
+counts instructions per frame on the first frames of each capture (`--callgrind`), and the
+targets of issue 12 are checked on this run's figures, in one table (floor, measured, result):
 
-* normal: arpwatchd >= 2x arpwatch;
-* flood: arpwatchd >= 50x arpwatch, peak RSS <= 400 MiB with the default `max_bindings`;
-* flood with `limits: {max_bindings: N/10}`: RSS stays flat once the cap is reached, and
-  evictions are counted (read from the sensor's metrics, `replay --serve`);
-* mirror: arpwatchd >= 0.5x tcpdump with the same filter.
+* normal: arpwatchd >= 2x arpwatch (aim 3x); small (a /24 of 250 hosts) >= 0.9x arpwatch;
+* flood: arpwatchd >= 50x arpwatch (aim 100x), peak RSS <= 300 MiB with the default
+  `max_bindings` (1 M bindings at full scale);
+* flood with `limits: {max_bindings: N/10}` (100,000 at full scale): RSS stays flat once the
+  cap is reached, and evictions are counted (read from the sensor's metrics, `replay --serve`);
+* mirror: arpwatchd >= 0.8x tcpdump with the same filter;
+* live: zero kernel drops up to the sender's ceiling (tcpreplay's top speed), next to it.
 
-Installs `arpwatch tcpdump tcpreplay time` with apt-get when missing (as root).
+Each target is one small function in `TARGETS`.
+
+Installs `arpwatch tcpdump tcpreplay time valgrind` with apt-get when missing (as root).
 
 Usage: bench.py [--quick] [--snapshot REV] [--runs N] [--only NAME ...] [--profile]
-                [--json FILE]
+                [--json FILE] [--callgrind off|kernel|both] [--live-timeout S]
 
 Exit status 1 when a target fails (0 when all pass or cannot be measured).
 """
@@ -51,21 +57,25 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import gen_captures  # a sibling script, not a package
+import callgrind  # sibling scripts, not a package
+import gen_captures
 
 REPO = Path(__file__).resolve().parent.parent
 MIB = 1 << 20
 DEBIAN_PACKAGES = {"arpwatch": "/usr/sbin/arpwatch", "tcpdump": "/usr/bin/tcpdump",
-                   "tcpreplay": "/usr/bin/tcpreplay", "time": "/usr/bin/time"}
+                   "tcpreplay": "/usr/bin/tcpreplay", "time": "/usr/bin/time",
+                   "valgrind": "/usr/bin/valgrind"}
 TOOLS = ("arpwatchd", "arpwatch", "tcpdump")
 RSS_SAMPLE_S = 0.05
 DEFAULT_CAP = 100_000  # arpwatchd's default max_senders and max_pending
+FLOOD_RSS_MIB = 300  # issue 12: peak RSS of the 1 M-station flood, default max_bindings
 
 
 # ----------------------------------------------------------------------------- setup
@@ -355,7 +365,8 @@ def count_bindings(state: Path) -> int | None:
     """Bindings as a reader sees them: the table with the journal applied (a replay leaves a
     flood's journal to be folded in the next run's idle time)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from arpwatchd.store import Store, StoreError  # noqa: PLC0415
+    from arpwatchd.errors import StoreError  # noqa: PLC0415
+    from arpwatchd.store import Store  # noqa: PLC0415
 
     try:
         store = Store(str(state), readonly=True)
@@ -587,6 +598,19 @@ class Target:
     passed: bool | None
 
 
+@dataclass
+class Results:
+    """What one run measured, as the target checks read it."""
+
+    summaries: dict[tuple[str, str], Summary]
+    capped: Run | None = None
+    cap: int = 0
+    flood_claims: int = 0
+    live: dict[str, Any] | None = None
+    """live.py's `--json` summary; None when not run (`live_note` says why)."""
+    live_note: str = "not run"
+
+
 def _ratio(summaries: dict[tuple[str, str], Summary], capture: str, other: str
            ) -> float | None:
     ours = summaries.get(("arpwatchd", capture))
@@ -596,29 +620,101 @@ def _ratio(summaries: dict[tuple[str, str], Summary], capture: str, other: str
     return ours.fps / theirs.fps
 
 
-def check_targets(summaries: dict[tuple[str, str], Summary], capped: Run | None,
-                  cap: int, flood_claims: int) -> list[Target]:
-    targets = []
-    r = _ratio(summaries, "normal", "arpwatch")
-    targets.append(Target("normal: arpwatchd vs arpwatch", ">= 2x",
-                          "-" if r is None else f"{r:.2f}x", None if r is None else r >= 2))
-    r = _ratio(summaries, "flood", "arpwatch")
-    aw = summaries.get(("arpwatch", "flood"))
-    bound = " (arpwatch was stopped at the timeout: at least this)" if aw and aw.lower_bound \
-        else ""
-    targets.append(Target("flood: arpwatchd vs arpwatch", ">= 50x",
-                          "-" if r is None else f"{r:.1f}x{bound}",
-                          None if r is None else r >= 50))
-    ours = summaries.get(("arpwatchd", "flood"))
-    targets.append(Target("flood: arpwatchd peak RSS (default max_bindings)", "<= 400 MiB",
-                          "-" if ours is None else f"{ours.rss_mib:.0f} MiB",
-                          None if ours is None else ours.rss_mib <= 400))
-    if capped is not None:
-        targets.append(_capped_target(capped, cap, flood_claims))
-    r = _ratio(summaries, "mirror", "tcpdump")
-    targets.append(Target("mirror: arpwatchd vs tcpdump -r (same filter)", ">= 0.5x",
-                          "-" if r is None else f"{r:.3f}x", None if r is None else r >= 0.5))
-    return targets
+def _speed(results: Results, capture: str, other: str, name: str, floor: float,
+           aim: float | None = None) -> Target | None:
+    """arpwatchd's frames/s over `other`'s on one capture, against a floor (and an aim)."""
+    if ("arpwatchd", capture) not in results.summaries:
+        return None
+    r = _ratio(results.summaries, capture, other)
+    theirs = results.summaries.get((other, capture))
+    bound = f" ({other} was stopped at the timeout: at least this)" \
+        if theirs and theirs.lower_bound else ""
+    digits = 1 if floor >= 10 else 2
+    wanted = f">= {floor:g}x" + (f" (aim {aim:g}x)" if aim else "")
+    return Target(name, wanted, "-" if r is None else f"{r:.{digits}f}x{bound}",
+                  None if r is None else r >= floor)
+
+
+def normal_target(results: Results) -> Target | None:
+    return _speed(results, "normal", "arpwatch", "normal: arpwatchd vs arpwatch -r", 2, 3)
+
+
+def small_target(results: Results) -> Target | None:
+    return _speed(results, "small", "arpwatch",
+                  "/24 of 250 hosts (small): arpwatchd vs arpwatch -r", 0.9)
+
+
+def flood_target(results: Results) -> Target | None:
+    return _speed(results, "flood", "arpwatch", "flood: arpwatchd vs arpwatch -r", 50, 100)
+
+
+def flood_rss_target(results: Results) -> Target | None:
+    ours = results.summaries.get(("arpwatchd", "flood"))
+    if ours is None:
+        return None
+    bindings = "" if ours.stations is None else f" at {ours.stations:,} bindings"
+    return Target(f"flood: arpwatchd peak RSS{bindings} (default max_bindings)",
+                  f"<= {FLOOD_RSS_MIB} MiB", f"{ours.rss_mib:.0f} MiB",
+                  ours.rss_mib <= FLOOD_RSS_MIB)
+
+
+def capped_target(results: Results) -> Target | None:
+    if results.capped is None:
+        return None
+    return _capped_target(results.capped, results.cap, results.flood_claims)
+
+
+def mirror_target(results: Results) -> Target | None:
+    return _speed(results, "mirror", "tcpdump",
+                  "mirror: arpwatchd vs tcpdump -r (same filter)", 0.8)
+
+
+def live_target(results: Results) -> Target | None:
+    """Zero drops at the sender's ceiling: every rate stepped through, up to tcpreplay's top
+    speed (or the highest rate it reached), taken without a kernel drop."""
+    name = "live (live.py, normal mix on a veth): zero-drop rate"
+    wanted = "zero drops at the sender's ceiling"
+    live = results.live
+    if live is None:
+        return Target(name, wanted, results.live_note, None)
+    ours = live["tools"].get("arpwatchd")
+    ceiling = live.get("sender_ceiling_pps")
+    reference = live["tools"].get("tcpdump")
+    text = "sender (tcpreplay) reached " + ("-" if ceiling is None else f"{ceiling:,.0f}/s")
+    if reference is not None:
+        text += f", tcpdump zero drops up to {_pps(reference['zero_drop_pps'])}"
+        if not reference["all_clean"]:
+            text += " (drops above)"
+    if ours is None:
+        return Target(name, wanted, f"arpwatchd did not run; {text}", None)
+    best = ours["zero_drop_pps"]
+    said = "drops at every rate tried" if best is None else f"zero drops up to {best:,.0f}/s"
+    return Target(name, wanted, f"{said}; {text}"
+                  + ("" if results.live_note == "ran" else f" ({results.live_note})"),
+                  bool(ours["all_clean"]) and results.live_note == "ran")
+
+
+def _pps(value: float | None) -> str:
+    return "no rate (drops at every one)" if value is None else f"{value:,.0f}/s"
+
+
+TARGETS: list[Callable[[Results], Target | None]] = [
+    normal_target, small_target, flood_target, flood_rss_target, capped_target,
+    mirror_target, live_target,
+]
+"""The issue's targets, one small function each (None: not measured in this run)."""
+
+
+def check_targets(results: Results) -> list[Target]:
+    return [t for check in TARGETS if (t := check(results)) is not None]
+
+
+def targets_table(targets: list[Target]) -> str:
+    lines = ["| target | floor | measured | result |", "|---|---|---|---|"]
+    for t in targets:
+        verdict = "n/a" if t.passed is None else ("PASS" if t.passed else "FAIL")
+        lines.append(f"| {t.name} | {t.wanted} | {t.measured} | {verdict} |")
+    return "\n".join(lines)
 
 
 def _capped_target(capped: Run, cap: int, flood_claims: int) -> Target:
@@ -682,6 +778,103 @@ def rss_curve(run: Run, points: int = 5) -> str:
     return "RSS MiB by share of run time: " + ", ".join(picks)
 
 
+# ----------------------------------------------------------------------------- live, callgrind
+
+LIVE_SCRIPT = Path(__file__).resolve().parent / "live.py"
+
+
+def run_live(args: argparse.Namespace) -> tuple[dict[str, Any] | None, str, str]:
+    """live.py (namespaces, tcpreplay, the sensor and tcpdump), bounded by `--live-timeout`:
+    returns its `--json` summary, a note (ran, skipped and why, stopped at the bound) and its
+    printed table."""
+    if os.geteuid() != 0:
+        return None, "skipped: needs root (network namespaces and live capture)", ""
+    if args.live_timeout <= 0:
+        return None, "skipped (--live-timeout 0)", ""
+    with tempfile.TemporaryDirectory(prefix="arpwatchd-bench-live-") as tmp:
+        out = Path(tmp) / "live.json"
+        cmd = [sys.executable, str(LIVE_SCRIPT), "--json", str(out), "--out", str(args.out),
+               "--rates", args.live_rates,
+               "--seconds", str(args.live_seconds or (3 if args.quick else 10)),
+               *(["--quick"] if args.quick else []),
+               *(["--snapshot", args.snapshot] if args.snapshot else []),
+               *(["--arpwatchd", args.arpwatchd] if args.arpwatchd else [])]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=sys.stderr, text=True)
+        note = "ran"
+        try:
+            printed, _ = proc.communicate(timeout=args.live_timeout)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGTERM)  # live.py removes its namespaces on SIGTERM
+            try:
+                printed, _ = proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                printed, _ = proc.communicate()
+            note = f"stopped at the {args.live_timeout:g} s bound"
+        if proc.returncode not in (0, None) and note == "ran":
+            note = f"live.py exited with {proc.returncode}"
+        try:
+            summary: dict[str, Any] | None = json.loads(out.read_text())
+        except (OSError, ValueError):
+            summary = None
+            note = f"{note}; no result"
+    lines = (printed or "").splitlines()
+    groups = [[x for x in lines if x.startswith("capture:")],
+              [x for x in lines if x.startswith("|")],
+              [x for x in lines if x.startswith(("- ", "  ("))]]
+    return summary, note, "\n\n".join("\n".join(g) for g in groups if g)
+
+
+def run_callgrind(args: argparse.Namespace, under: UnderTest, paths: dict[str, Path]
+                  ) -> list[callgrind.Count]:
+    variants = {"off": [], "kernel": ["kernel"], "both": ["python", "kernel"],
+                "all": ["arpwatch", "python", "kernel"]}[args.callgrind]
+    if not variants:
+        return []
+    return callgrind.measure(under.command, under.env, paths, variants, jobs=2,
+                             log=lambda m: print(f"bench: callgrind {m}", file=sys.stderr,
+                                                 flush=True),
+                             frames=dict(args.callgrind_frames))
+# ----------------------------------------------------------------------------- start-up
+
+
+STARTUP_TARGET_MS = 30.0
+"""Issue 12, item 4: a replay of an empty capture within 30 ms of `python3 -c pass` plus
+importing pcapy and dpkt (the libraries no sensor can do without)."""
+
+
+def startup_check(under: UnderTest, runs: int = 20) -> Target:
+    """Prints the start-up row: `arpwatchd replay` of an empty capture (a pcap header only)
+    against `python -c 'import pcapy, dpkt'` and `python -c pass` on the same interpreter
+    and flags, interleaved, median of `runs` each. Returns the start-up row of the targets."""
+    command = under.command
+    python = command[:-2] if command[-2:] == ["-m", "arpwatchd"] else [python_of(command)]
+    with tempfile.TemporaryDirectory(prefix="arpwatchd-startup-") as tmp:
+        empty = Path(tmp) / "empty.pcap"
+        empty.write_bytes(gen_captures._PCAP_HEADER.pack(0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        commands = {
+            "python -c pass": [*python, "-c", "pass"],
+            "python -c 'import pcapy, dpkt'": [*python, "-c", "import pcapy, dpkt"],
+            "arpwatchd replay EMPTY": [*command, "replay", "--events", os.devnull, "-q",
+                                       str(empty)],
+        }
+        walls: dict[str, list[float]] = {name: [] for name in commands}
+        for _ in range(runs):
+            for name, cmd in commands.items():
+                began = time.perf_counter()
+                subprocess.run(cmd, env=under.env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, check=True)
+                walls[name].append(time.perf_counter() - began)
+    ms = {name: statistics.median(w) * 1000 for name, w in walls.items()}
+    base = ms["python -c 'import pcapy, dpkt'"]
+    over = ms["arpwatchd replay EMPTY"] - base
+    print(f"\n## Start-up (issue 12)\n\n| command | wall ms (median of {runs}) |\n|---|---|")
+    for name, value in ms.items():
+        print(f"| `{name}` | {value:.1f} |")
+    return Target("start-up: empty-capture replay over python -c 'import pcapy, dpkt'",
+                  f"<= {STARTUP_TARGET_MS:.0f} ms", f"{over:+.1f} ms", over <= STARTUP_TARGET_MS)
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -718,6 +911,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="measure this git revision of arpwatchd/ (e.g. HEAD), not the "
                              "working tree that others may be editing")
     parser.add_argument("--json", type=Path, help="write all results here as JSON")
+    parser.add_argument("--live-rates", default="50000,100000,200000,0", metavar="PPS,...",
+                        help="live.py's rates, 0 = tcpreplay's top speed "
+                             "(50000,100000,200000,0)")
+    parser.add_argument("--live-seconds", type=float, metavar="S",
+                        help="live.py's seconds per rate (10; quick 3)")
+    parser.add_argument("--live-timeout", type=float, default=300.0, metavar="S",
+                        help="stop live.py after this long; 0 skips the live row (300)")
+    parser.add_argument("--callgrind", choices=("off", "kernel", "both", "all"),
+                        default="kernel",
+                        help="instructions per frame of each mix, cut short "
+                             "(callgrind.py): as built (kernel, the default), also with "
+                             "ARPWATCHD_KERNEL=off (both), and LBL arpwatch's (all), or "
+                             "not at all")
+    parser.add_argument("--callgrind-frames", action="append", default=[], metavar="MIX=N",
+                        type=callgrind.frames_option,
+                        help="count the first N frames of MIX, not callgrind.py's FRAMES "
+                             "(e.g. normal=1000000 for the whole file; repeatable)")
     args = parser.parse_args(argv)
 
     ensure_debian_packages(list(DEBIAN_PACKAGES))
@@ -796,12 +1006,23 @@ def _bench(args: argparse.Namespace, under: UnderTest, command: str) -> int:
 
     flood_claims = int(str(manifest["flood"].get("distinct_claims", 0))) if "flood" in names \
         else 0
-    targets = check_targets(summaries, capped, cap, flood_claims)
-    print("\n## Targets (issue 5)\n")
-    print("| target | wanted | measured | result |\n|---|---|---|---|")
-    for t in targets:
-        verdict = "n/a" if t.passed is None else ("PASS" if t.passed else "FAIL")
-        print(f"| {t.name} | {t.wanted} | {t.measured} | {verdict} |")
+    results = Results(summaries, capped, cap, flood_claims)
+    sys.stdout.flush()
+    results.live, results.live_note, live_table = run_live(args)
+    print("\n## Live capture (live.py)\n")
+    print(live_table or f"live: {results.live_note}")
+    sys.stdout.flush()
+    counts = run_callgrind(args, under, paths)
+    if counts:
+        print("\n## Instructions per frame (callgrind, whole process, first frames of each "
+              "capture)\n")
+        print(callgrind.table(counts))
+        print("\nper frame = (instructions of the cut capture - instructions of an empty "
+              "one) / frames; callgrind.py says how.")
+
+    targets = [*check_targets(results), startup_check(under)]
+    print("\n## Targets (issue 12)\n")
+    print(targets_table(targets))
     print(f"\ntotal benchmark time: {time.perf_counter() - started:.0f} s")
     digest_after = source_digest(under.sources)
     if digest_after != digest_before:
@@ -828,6 +1049,8 @@ def _bench(args: argparse.Namespace, under: UnderTest, command: str) -> int:
             "runs": [{k: v for k, v in asdict(r).items() if k != "rss_samples"}
                      for rs in runs.values() for r in rs],
             "targets": [asdict(t) for t in targets],
+            "live": results.live,
+            "callgrind": [{**asdict(c), "per_frame": c.per_frame} for c in counts],
         }, indent=2))
     return 0 if all(t.passed is not False for t in targets) else 1
 

@@ -26,13 +26,17 @@ drains at once; one that does not has a backlog, and drops once the backlog outg
 buffer).
 
 Needs root (namespaces, capture).
-Usage: live.py [--quick] [--snapshot REV] [--seconds S] [--rates 20000,...]
+`--json FILE` also writes every step and the summary (the highest zero-drop rate of each
+tool, the highest rate the sender reached) for bench.py, which runs this script as its live row.
+
+Usage: live.py [--quick] [--snapshot REV] [--seconds S] [--rates 20000,...] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -43,7 +47,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -350,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--snapshot", metavar="REV", help="test this git revision of "
                         "arpwatchd/ instead of the working tree")
     parser.add_argument("--out", type=Path, default=gen_captures.DEFAULT_OUT)
+    parser.add_argument("--json", type=Path, help="also write the steps and summary here")
     args = parser.parse_args(argv)
     args.argv = argv if argv is not None else sys.argv[1:]
     if os.geteuid() != 0:
@@ -389,6 +394,8 @@ def _live(args: argparse.Namespace, under: bench.UnderTest, capture: Path, avail
             for tool, kib in tools:
                 for step in _steps(rates, run, tool, kib):
                     results.append(step)
+                    if args.json:  # after every step: a run stopped early still tells
+                        args.json.write_text(json.dumps(summary(results), indent=2))
                     print(f"live: {step.tool:10} {_rate(step.requested):>9} pps requested, "
                           f"{step.achieved_pps:>10,.0f} achieved, sent {step.sent:,}, "
                           f"dropped {_fmt(step.dropped)}, drain {_secs(step.drain_s)}",
@@ -431,6 +438,21 @@ def _live(args: argparse.Namespace, under: bench.UnderTest, capture: Path, avail
                   f"frames/s)")
     print(f"\ntotal time: {time.perf_counter() - started:.0f} s")
     return 0
+
+
+def summary(results: list[Step]) -> dict[str, object]:
+    """Per tool: the highest achieved rate with zero drops and whether every step it ran was
+    clean (stepping stops at the first drops, or when the sender cannot reach the rate); the
+    sender's ceiling: the highest rate tcpreplay achieved in any step."""
+    tools: dict[str, dict[str, object]] = {}
+    for tool in dict.fromkeys(s.tool for s in results):
+        steps = [s for s in results if s.tool == tool]
+        clean = [s.achieved_pps for s in steps if s.clean]
+        tools[tool] = {"zero_drop_pps": max(clean, default=None),
+                       "all_clean": all(s.clean for s in steps),
+                       "top_speed_clean": any(s.clean and s.requested == 0 for s in steps)}
+    return {"steps": [{**asdict(s), "clean": s.clean} for s in results], "tools": tools,
+            "sender_ceiling_pps": max((s.achieved_pps for s in results), default=None)}
 
 
 if __name__ == "__main__":

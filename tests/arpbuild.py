@@ -76,17 +76,13 @@ def read_arp_frames(path: Path) -> list[tuple[float, ArpFrame]]:
     return out
 
 
-def replay_quietly(path: Path, config: Config, fast: bool = True,
-                   kernel: bool = True) -> Sensor:
+def replay_quietly(path: Path, config: Config, fast: bool = True) -> Sensor:
     """Replays a capture through a real Sensor, as `arpwatchd replay` does, with the human log
     muted; `sensor.emitted` holds the events. Fails on a damaged file or a frame error.
-    `fast` False sends every frame down the slow path; `kernel` False runs the fast path's
-    rules in Python even when the C kernel is built."""
+    `fast` False sends every frame down the slow path (as without the C kernel)."""
     writer = EventWriter(os.devnull)
     sensor = Sensor(config, writer)
     sensor.fastpath.enabled = fast
-    if not kernel:
-        sensor.fastpath.kernel = None
     sensor.emitted = []
     logging.getLogger("arpwatchd").disabled = True
     try:

@@ -53,7 +53,7 @@ import yaml
 from netlab import Lab
 from test_alert_demo import BASE_PYTHON, _installed, _stand_in_venv
 
-from arpwatchd import config as config_module
+import arpwatchd
 from arpwatchd.cli import build_parser
 from arpwatchd.hooks import ENV_FIELDS, ENV_PREFIX
 
@@ -192,7 +192,7 @@ class Host:
     def shell(self, line: str) -> str:
         """The command as it runs here: host paths, program, repository paths, user, port."""
         if re.match(TOOLS, line) and not re.search(r" (-c|--config|--state)\b", line):
-            line += f" -c {config_module.DEFAULT_CONFIG}"  # what the tools read on a sensor host
+            line += f" -c {arpwatchd.DEFAULT_CONFIG}"  # what the tools read on a sensor host
         text = self.to_temp(line)
         for doc, stand_in in STAND_INS.items():
             text = text.replace(doc, stand_in)
@@ -322,7 +322,7 @@ def _sources_exist(command: Command) -> None:
     for source in sources:
         assert (ROOT / source).is_file(), f"{command}: no {source} in the repository"
     expected = {
-        config_module.DEFAULT_CONFIG: "the unit's --config and the tools' default",
+        arpwatchd.DEFAULT_CONFIG: "the unit's --config and the tools' default",
         "/etc/systemd/system/arpwatchd.service": "a local unit",
         "/etc/prometheus/rules/arpwatchd-alerts.yml": "deploy/prometheus.yml rule_files",
         "/etc/grafana/provisioning/datasources/arpwatchd-prometheus.yml": "Grafana's folder",
@@ -334,7 +334,7 @@ def _sources_exist(command: Command) -> None:
     prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text(encoding="utf-8"))
     provider = yaml.safe_load((ROOT / "dashboards" / "provisioning" / "dashboards" /
                                "arpwatchd.yml").read_text(encoding="utf-8"))["providers"][0]
-    if target == config_module.DEFAULT_CONFIG:
+    if target == arpwatchd.DEFAULT_CONFIG:
         assert f"--config {target}" in unit
     elif target.startswith("/etc/prometheus/"):
         assert target in prometheus["rule_files"]

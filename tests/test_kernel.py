@@ -1,10 +1,11 @@
 """The C kernel (`_kernel.c`) is safe on any bytes, and the package without it gives the same
 events: what an operator sees must not depend on whether the build found a compiler.
 
-The kernel's rules are compared with the slow path and the Python fast path in
-test_fastpath.py and test_fastpath_fuzz.py; here: hostile batches fed to it directly, the
-fallback (import blocked, or switched off), how each says which one runs, and one run of
-these tests and the capture differential under AddressSanitizer.
+The kernel holds the only copy of the repeat rules; without it every frame takes the slow
+path. The kernel is compared with the slow path in test_fastpath.py and
+test_fastpath_fuzz.py; here: hostile batches fed to it directly, the fallback (import
+blocked, or switched off), how each says which one runs, two interfaces, and one run of these
+tests and the capture differential under AddressSanitizer.
 """
 
 from __future__ import annotations
@@ -55,24 +56,34 @@ def _warm_sensor() -> Sensor:
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1),
                           st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1)), max_size=12),
-       st.integers(0, 3), st.integers(0, 15), st.integers(-2, 20))
+       st.integers(0, 3), st.integers(0, 15), st.integers(0, 20))
 def test_any_batch_is_safe(records: list[tuple[int, int, int, int]], copies: int,
-                           cut: int, start: int) -> None:
-    """Offsets and lengths past the data, huge times, a meta cut mid-record, any start: the
-    kernel reads only inside the buffers and hands back what it cannot prove; the sensor
-    never fails."""
+                           cut: int, variant: int) -> None:
+    """Offsets and lengths past the data, huge times, a meta cut mid-record: the kernel reads
+    only inside the buffers, hands back what it cannot prove as Python slices it, in order,
+    and the sensor never fails."""
     assert KERNEL is not None
-    rnd = random.Random(len(records))
+    rnd = random.Random(len(records) + variant)
     # frames the memo knows, so that records pointing at them are repeats
     data = b"".join(rnd.choice([ASK, ANSWER]) for _ in range(copies))
     records += [(EPOCH + 10 + i, 0, 60 * i, 60) for i in range(copies)]
+    rnd.shuffle(records)
     batch = _batch(records, data)
     sensor = _warm_sensor()
-    context = sensor.fastpath.kernel_context(("eth0", 1))
+    context = sensor.fastpath.kernel_context(("eth0", 1), claims=variant % 2 == 0)
     meta = batch.meta[: len(batch.meta) - cut]
-    stop, requests, replies = KERNEL.repeats(context, data, meta, start, float(EPOCH + 99))
-    assert stop >= max(start, 0)
-    assert requests + replies <= max(0, len(meta) // 16 - max(start, 0))
+    whole = list(Batch(data, meta[: len(meta) // 16 * 16]).frames())
+    handed: list[tuple[float, bytes]] = []
+
+    def handle(ts: float, frame: bytes) -> float:
+        handed.append((ts, frame))
+        return float(EPOCH + 99)
+
+    requests, replies, claimed = KERNEL.run(context, data, meta, float(EPOCH + 99), handle)
+    assert requests + replies + len(handed) == len(whole)
+    assert 0 <= claimed <= requests + replies
+    assert all(frame in whole for frame in handed)
+    assert handed == [f for f in whole if f in handed]
     sensor.feed(sensor.decoder("eth0", 1), batch)
     sensor.finish()
     assert sensor.stats.frame_errors == 0
@@ -81,12 +92,18 @@ def test_any_batch_is_safe(records: list[tuple[int, int, int, int]], copies: int
 @needs_kernel
 def test_the_kernel_rejects_what_is_not_a_batch() -> None:
     assert KERNEL is not None
+    context = _warm_sensor().fastpath.kernel_context(("eth0", 1))
     with pytest.raises(TypeError):
-        KERNEL.repeats((), b"", b"", 0, 0.0)
+        KERNEL.run((), b"", b"", 0.0, print)
     with pytest.raises(TypeError):
-        KERNEL.repeats((None,) * 16, b"", b"", 0, 0.0)
+        KERNEL.run((None,) * len(context), b"", b"", 0.0, print)
     with pytest.raises(TypeError):
-        KERNEL.repeats((), bytearray(), b"", 0, 0.0)
+        KERNEL.run(context, bytearray(), b"", 0.0, print)
+    with pytest.raises(TypeError):
+        KERNEL.run(context, b"", b"", 0.0, None)
+    # a hand-back that fails stops the walk with its error
+    with pytest.raises(ZeroDivisionError):
+        KERNEL.run(context, ASK, META.pack(EPOCH + 200, 0, 0, 60), 0.0, lambda ts, f: 1 / 0)
 
 
 @needs_kernel
@@ -196,15 +213,13 @@ def test_the_kernel_under_address_sanitizer(tmp_path: Path) -> None:
     assert " passed" in done.stdout
 
 
-def _two_interfaces(frames: list[tuple[float, bytes]], config: Config, seed: int, fast: bool,
-                    kernel: bool) -> tuple[object, ...]:
+def _two_interfaces(frames: list[tuple[float, bytes]], config: Config, seed: int, fast: bool
+                    ) -> tuple[object, ...]:
     """Feeds `frames` in batches of random sizes, each batch to eth0 or eth1 by turn: the
     same bytes on two interfaces are two stations' frames (separate memos and bindings)."""
     rnd = random.Random(seed)
     sensor = Sensor(config, EventWriter(os.devnull))
     sensor.fastpath.enabled = fast
-    if not kernel:
-        sensor.fastpath.kernel = None
     sensor.emitted = []
     decoders = [sensor.decoder("eth0", 1), sensor.decoder("eth1", 1)]
     i = 0
@@ -224,12 +239,26 @@ def _two_interfaces(frames: list[tuple[float, bytes]], config: Config, seed: int
 
 
 @pytest.mark.parametrize("seed", range(40))
+@needs_kernel
 def test_paths_agree_on_two_interfaces(seed: int) -> None:
     """Random LANs at small table caps, their batches split between two interfaces: the
-    slow path, the Python fast path and the kernel give the same events and bindings."""
+    slow path and the kernel give the same events and bindings."""
     frames, config_text = random_lan(seed)
     config = parse_config(config_text)
-    slow = _two_interfaces(frames, config, seed, False, False)
-    assert _two_interfaces(frames, config, seed, True, False) == slow
-    if KERNEL is not None:
-        assert _two_interfaces(frames, config, seed, True, True) == slow
+    assert _two_interfaces(frames, config, seed, True) == _two_interfaces(
+        frames, config, seed, False)
+
+
+def test_without_the_kernel_every_frame_takes_the_slow_path() -> None:
+    """No kernel: nothing is remembered, deferred or counted as a repeat (no second copy of
+    the repeat rules runs in Python)."""
+    sensor = Sensor(Config(), EventWriter(os.devnull))
+    sensor.fastpath.kernel = None
+    sensor.emitted = []
+    frames = [ASK, ANSWER] * 20
+    sensor.feed(sensor.decoder("eth0", 1), _batch(
+        [(EPOCH + i, 0, 60 * i, 60) for i in range(len(frames))], b"".join(frames)))
+    fast = sensor.fastpath
+    assert fast.request_hits == fast.reply_hits == fast.claimed == 0
+    assert not any(fast._memos.values()) and not fast._pending
+    assert sensor.stats.packets[("eth0", "request")] == 20

@@ -30,7 +30,8 @@ import pytest
 from arpwatch_compare import PCAPS, available, run_arpwatch
 from netlab import Lab, wait_until
 
-from arpwatchd import arpdat, config
+import arpwatchd
+from arpwatchd import arpdat
 from arpwatchd.addresses import parse_ip
 from arpwatchd.arpdat import ArpDatEntry
 from arpwatchd.cli import main
@@ -62,7 +63,7 @@ def test_unit_and_shipped_config_name_one_store() -> None:
     service = _unit()
     argv = shlex.split(service["ExecStart"])
     assert "--state" not in argv
-    assert argv[argv.index("--config") + 1] == config.DEFAULT_CONFIG
+    assert argv[argv.index("--config") + 1] == arpwatchd.DEFAULT_CONFIG
     shipped = load_config(str(DEPLOY / "arpwatchd.yml"))
     assert shipped.state_path_set
     assert Path(shipped.state_path).is_absolute()
@@ -75,7 +76,7 @@ def test_tools_with_no_flags_use_the_units_config(
     state = tmp_path / "var/lib/arpwatchd/state.sqlite"
     site = tmp_path / "arpwatchd.yml"
     site.write_text(f"state: {{path: {state}}}\n")
-    monkeypatch.setattr(config, "DEFAULT_CONFIG", str(site))
+    monkeypatch.setattr(arpwatchd, "DEFAULT_CONFIG", str(site))
     monkeypatch.chdir(tmp_path)  # the old default, ./state/, must stay untouched
     dat = tmp_path / "eth0.dat"
     dat.write_text(DAT)
@@ -86,7 +87,7 @@ def test_tools_with_no_flags_use_the_units_config(
     assert [json.loads(line)["ip"] for line in capsys.readouterr().out.splitlines()] == [
         "10.0.0.5", "10.0.0.6"]
     # Without that file the tools fall back to the default path, as before.
-    monkeypatch.setattr(config, "DEFAULT_CONFIG", str(tmp_path / "absent.yml"))
+    monkeypatch.setattr(arpwatchd, "DEFAULT_CONFIG", str(tmp_path / "absent.yml"))
     assert main(["bindings"]) == 1
     assert "state/arpwatchd.sqlite: no state store here" in capsys.readouterr().err
 
@@ -125,7 +126,7 @@ def _service_host(root: Path, monkeypatch: pytest.MonkeyPatch, settings: str = "
     site = root / "arpwatchd.yml"
     site.write_text(f"{settings}state: {{path: {state}}}\n")
     site.chmod(0o644)
-    monkeypatch.setattr(config, "DEFAULT_CONFIG", str(site))
+    monkeypatch.setattr(arpwatchd, "DEFAULT_CONFIG", str(site))
     return state
 
 
@@ -238,7 +239,7 @@ def test_migration_from_arpwatch_reports_no_known_station_as_new(
              if isinstance(e, ArpDatEntry)}
     assert len(known) >= 3
     state = _service_host(host_root, monkeypatch, "capture: {interfaces: [eth9]}\n")
-    state_dir, site = state.parent, Path(config.DEFAULT_CONFIG)
+    state_dir, site = state.parent, Path(arpwatchd.DEFAULT_CONFIG)
     assert main(["import-arpdat", str(written)]) == 0
     assert f"{len(known)} new" in capsys.readouterr().out
     events = state_dir / "events.jsonl"
@@ -262,7 +263,7 @@ def test_service_user_on_a_live_port_knows_the_imported_stations(
              for n, name in enumerate(("a", "b", "c"), start=1)]
     state = _service_host(host_root, monkeypatch,
                           f"capture: {{interfaces: [{lab.bridge}]}}\nmetrics: {{port: 0}}\n")
-    site = Path(config.DEFAULT_CONFIG)
+    site = Path(arpwatchd.DEFAULT_CONFIG)
     dat = host_root / "eth0.dat"
     dat.write_text("".join(f"{h.mac}\t{h.ip}\t1700000000\t{h.name}\t{lab.bridge}\n"
                            for h in hosts[:2]))

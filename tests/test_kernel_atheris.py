@@ -1,0 +1,90 @@
+"""The sensor's batch entry under a coverage-guided fuzzer (atheris), for a bounded time
+(issue 12): arbitrary frame bytes, lengths and batch records, and the property that the slow
+path, the fast path's rules in Python and the C kernel give the same events, counters and
+bindings. The harness is `tests/atheris_kernel.py`; it runs in a subprocess because libFuzzer
+owns the process (it exits on the first failure, after writing the input to a file).
+
+`ATHERIS_SECONDS` (default 20) sets the budget. A failure shows the harness's message (which
+frames, which paths disagree on what) and the input's file, which
+`python tests/atheris_kernel.py FILE` replays (`ATHERIS_KERNEL_SHOW=1` prints its frames).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from arpwatchd.kernel import KERNEL
+
+pytest.importorskip("atheris", reason="atheris is not installed (the test extra brings it on "
+                    "Linux x86-64; elsewhere `pip install atheris` needs clang's libFuzzer)")
+
+ROOT = Path(__file__).parents[1]
+HARNESS = ROOT / "tests" / "atheris_kernel.py"
+SECONDS = int(os.environ.get("ATHERIS_SECONDS", "20"))
+
+
+def _fuzz(tmp_path: Path, seconds: int, **env: str) -> tuple[subprocess.CompletedProcess[str],
+                                                               list[Path], list[int]]:
+    """Runs the harness for `seconds`; returns the run, the inputs libFuzzer kept as
+    failures (crash, timeout, out of memory) and the harness's counts: inputs, frames fed
+    to the kernel run, frames the fast path proved there, ways compared."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir(exist_ok=True)
+    stats = tmp_path / "stats.txt"
+    cmd = [sys.executable, str(HARNESS), f"-max_total_time={seconds}", "-max_len=4096",
+           "-len_control=0", "-timeout=60", "-rss_limit_mb=2048",
+           f"-artifact_prefix={tmp_path}/", str(corpus)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False,
+                          timeout=seconds + 300,
+                          env={**os.environ, "ATHERIS_KERNEL_STATS": str(stats), **env})
+    found = sorted(p for p in tmp_path.iterdir()
+                   if p.name.startswith(("crash-", "timeout-", "oom-", "leak-")))
+    counts = [int(x) for x in stats.read_text().split()] if stats.exists() else []
+    return done, found, counts
+
+
+def _report(done: subprocess.CompletedProcess[str], found: list[Path]) -> str:
+    lines = [line for line in (done.stdout + done.stderr).splitlines()
+             if not line.startswith(('"', "INFO: Instrumenting", "#"))]
+    text = "\n".join(lines[-80:])
+    for path in found:
+        text += (f"\n\nfailing input {path} ({path.stat().st_size} bytes; replay: python "
+                 f"tests/atheris_kernel.py {path}):\n{path.read_bytes().hex()}")
+    return text
+
+
+def test_paths_agree_under_atheris(tmp_path: Path) -> None:
+    """No input makes a path fail or the three disagree within the budget, and the kernel
+    really proved frames (the harness reaches it, not only the slow path)."""
+    done, found, counts = _fuzz(tmp_path, SECONDS)
+    if done.returncode != 0 or found:
+        pytest.fail(f"atheris exited with {done.returncode}:\n{_report(done, found)}",
+                    pytrace=False)
+    assert len(counts) == 4, done.stderr[-2000:]
+    inputs, frames, proven, ways = counts
+    assert inputs >= 100, f"only {inputs} inputs in {SECONDS} s"
+    if KERNEL is not None:
+        assert ways == 3
+        assert proven * 50 >= frames, f"the kernel proved {proven} of {frames} frames"
+
+
+def test_a_difference_fails_and_keeps_the_input(tmp_path: Path) -> None:
+    """The harness's property is live: with the kernel run made to lose an event
+    (`ATHERIS_KERNEL_BREAK`), atheris stops at the first input, exits non-zero and writes
+    it, and the message says which paths disagree."""
+    done, found, _ = _fuzz(tmp_path, 60, ATHERIS_KERNEL_BREAK="1")
+    assert done.returncode != 0
+    assert [p.name[:6] for p in found] == ["crash-"]
+    output = done.stdout + done.stderr  # atheris prints the exception on standard output
+    assert "paths disagree" in output
+    assert "vs slow path: events differ" in output
+    replay = subprocess.run([sys.executable, str(HARNESS), str(found[0])], cwd=ROOT,
+                            capture_output=True, text=True, check=False, timeout=120,
+                            env={**os.environ, "ATHERIS_KERNEL_BREAK": "1"})
+    assert replay.returncode != 0
+    assert "paths disagree" in replay.stdout + replay.stderr
