@@ -2,9 +2,10 @@
 
 Addresses travel through the core as raw values (6-byte `bytes` for MACs, `int` for IPs)
 because they are hashed millions of times; they become text only when an event is printed.
-An IPv4 address is its 32-bit number; an IPv6 address is its 128-bit number with bit 128
-set (`V6`, see `ip6_value`), so the two families never share a value and `ip > 0xFFFFFFFF`
-tells them apart (docs/ipv6.md).
+An IPv4 address is its 32-bit number; an IPv6 address is its 128-bit number shifted left by
+64 with bit 200 set (`V6`, see `ip6_value`), so the two families never share a value,
+`ip > 0xFFFFFFFF` tells them apart, and bits 32-63 stay free for the tracker's domain id
+(a key is `dom << 32 | ip` for both families: docs/ipv6.md).
 """
 
 from __future__ import annotations
@@ -63,14 +64,24 @@ def parse_mac(text: str) -> bytes:
     raise ValueError(f"not a MAC address: {text!r}")
 
 
-V6 = 1 << 128
-"""Marks an IPv6 address value: `V6 | int(IPv6Address)`."""
-_V6_MASK = V6 - 1
+V6 = 1 << 200
+"""Marks an IPv6 address value: `V6 | int(IPv6Address) << 64`."""
+_V6_MASK = (1 << 128) - 1
 
 
 def ip6_value(address: ipaddress.IPv6Address) -> int:
-    """The core's value for an IPv6 address (its number with the `V6` bit)."""
-    return V6 | int(address)
+    """The core's value for an IPv6 address."""
+    return V6 | int(address) << 64
+
+
+def ip6_from_number(number: int) -> int:
+    """The core's value for an IPv6 address given as its 128-bit number."""
+    return V6 | number << 64
+
+
+def ip6_number(ip: int) -> int:
+    """The 128-bit number of an IPv6 address value (`ip6_value`)."""
+    return ip >> 64 & _V6_MASK
 
 
 def is_ipv6(ip: int) -> bool:
@@ -85,7 +96,7 @@ def family_of(ip: int) -> str:
 def ip_text(ip: int) -> str:
     """Dotted IPv4, or RFC 5952 text for an IPv6 value (`ip6_value`)."""
     if ip > 0xFFFFFFFF:
-        return str(ipaddress.IPv6Address(ip & _V6_MASK))
+        return str(ipaddress.IPv6Address(ip >> 64 & _V6_MASK))
     return socket.inet_ntoa(_PACK_IP.pack(ip))
 
 

@@ -45,8 +45,9 @@ class Entry(NamedTuple):
     removed_doms: bytes
     removed_ips: bytes
     ipv6: str = ""
-    """JSON {"u": [[index, hex]], "r": [[index, hex]]}: the IPv6 address values (`V6` bit
-    included) of upserts and removals by index; "" when there are none (schema 2 entries)."""
+    """JSON {"u": [[index, hex]], "r": [[index, hex]]}: the IPv6 address values
+    (`addresses.ip6_value`) of upserts and removals by index; "" when there are none (schema 2
+    entries)."""
 
 
 def _packed(typecode: str, values: Iterable[float] | Iterable[int]) -> bytes:

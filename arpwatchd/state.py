@@ -238,10 +238,11 @@ _ASK = struct.Struct("!IIc")
 def ask_key(dom: int, ip: int, asker: bytes = b"", announced: bool = False) -> bytes:
     """Key of the request memory: who asked for which address (bytes: their hash is cached).
     `ask_key(dom, ip, asker)` is `ask_key(dom, ip) + asker` (`Steady` builds both so)."""
-    if ip > 0xFFFFFFFF:  # IPv6 (addresses.V6): 17 bytes of address, never equal to IPv4's 4
-        return (dom.to_bytes(4, "big") + ip.to_bytes(17, "big")
+    try:
+        return _ASK.pack(dom, ip, b"A" if announced else b"Q") + asker
+    except struct.error:  # IPv6 (addresses.V6; no cost to IPv4 while nothing is raised)
+        return (dom.to_bytes(4, "big") + ip.to_bytes(26, "big")
                 + (b"A" if announced else b"Q") + asker)
-    return _ASK.pack(dom, ip, b"A" if announced else b"Q") + asker
 
 
 def rhythm(gap: float, pause: float, hold: float) -> float:

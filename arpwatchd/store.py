@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from arpwatchd.addresses import mac_text, parse_mac
+from arpwatchd.addresses import ip6_from_number, ip6_number, mac_text, parse_mac
 from arpwatchd.errors import StoreError
 from arpwatchd.events import Event
 from arpwatchd.files import UnsafeFileError, check_existing, make_directories, open_file
@@ -30,7 +30,7 @@ T = TypeVar("T")
 
 SCHEMA_VERSION = 3
 """2: the journal (an arpwatchd that knows only 1 would not read it, so it refuses the file).
-3: IPv6 bindings: `bindings.ip` holds an IPv6 address as a 17-byte blob (`_db_ip`) and the
+3: IPv6 bindings: `bindings.ip` holds an IPv6 address as a 16-byte blob (`_db_ip`) and the
 journal has an `ipv6` side column; a schema 2 file gains the column when a writer opens it."""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS bindings (
@@ -377,16 +377,17 @@ def _reason(exc: Exception) -> str:
 
 
 def _db_ip(ip: int) -> int | bytes:
-    """An address as the bindings table keeps it: IPv4 as a number, an IPv6 value (beyond
-    SQLite's 64-bit integers) as 17 big-endian bytes (blobs never equal numbers)."""
-    return ip if ip <= 0xFFFFFFFF else ip.to_bytes(17, "big")
+    """An address as the bindings table keeps it: IPv4 as a number, IPv6 (beyond SQLite's
+    64-bit integers) as its 16 bytes (blobs never equal numbers)."""
+    return ip if ip <= 0xFFFFFFFF else ip6_number(ip).to_bytes(16, "big")
 
 
 def _record(row: tuple[Any, ...]) -> BindingRecord:
     return BindingRecord(
         interface=row[0],
         vlan=row[1] or None,
-        ip=int.from_bytes(row[2], "big") if isinstance(row[2], bytes) else row[2],
+        ip=ip6_from_number(int.from_bytes(row[2], "big")) if isinstance(row[2], bytes)
+        else row[2],
         mac=parse_mac(row[3]),
         first_seen=row[4],
         last_seen=row[5],

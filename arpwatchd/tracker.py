@@ -97,24 +97,24 @@ _BARE = (None,) * 9
 """An event's fields after vlan up to `family`, for one the limiter will drop (it reads kind,
 time, interface, vlan and family)."""
 
-_V6_SHIFT = 129
-"""An IPv6 binding's key is `dom << 129 | ip` (ip carries `addresses.V6`, bit 128), an IPv4
-one's `dom << 32 | ip`: IPv6 keys are at least 2**128, IPv4 keys below it, so one table holds
-both families and the IPv4 keys (and the fast path's) are what they always were."""
-_V6_IP = (1 << _V6_SHIFT) - 1
+_DOM_BITS = 0xFFFFFFFF << 32
+"""A binding's key is `dom << 32 | ip` in both families: an IPv4 value has 32 bits, an IPv6
+value (`addresses.ip6_value`) leaves bits 0-63 clear and sets bit 200, so IPv6 keys are at
+least 2**200, IPv4 keys below 2**64, one table holds both, and the IPv4 path computes its keys
+as it always did (no test of the family)."""
 
 
 def _station6(dom: int, mac: bytes, ip: int) -> bytes:
     """Key of an IPv6 station: the MAC in a domain, per /64 (privacy addresses come and go
     inside one prefix: one `new_station` per host and prefix, docs/ipv6.md)."""
-    return dom.to_bytes(4, "big") + mac + (ip >> 64 & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "big")
+    return dom.to_bytes(4, "big") + mac + (ip >> 128 & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "big")
 
 
 def split_key(key: int) -> tuple[int, int]:
     """(domain id, address value) of a binding key of either family."""
     if key < V6:
         return key >> 32, key & 0xFFFFFFFF
-    return key >> _V6_SHIFT, key & _V6_IP
+    return key >> 32 & 0xFFFFFFFF, key & ~_DOM_BITS
 
 MAX_REMOVALS_KEPT = 200_000
 """Evicted keys remembered for the store; beyond, it is rewritten whole. Writes come every
@@ -333,7 +333,7 @@ class Tracker:
 
     def _note_dad(self, frame: NdpFrame, target: int, ts: float) -> None:
         dom = self._domain(frame.interface, frame.vlan)
-        key = dom << _V6_SHIFT | target
+        key = dom << 32 | target
         dad = self._dad
         if key in dad:
             del dad[key]
@@ -347,7 +347,7 @@ class Tracker:
         gives the address up) is `probe_in_use`. Returns the events and whether the NA may
         still claim its target: not when nobody holds it (the answer is all it says)."""
         dom = self._domain(frame.interface, frame.vlan)
-        key = dom << _V6_SHIFT | ip
+        key = dom << 32 | ip
         probe = self._dad.get(key)
         events: list[Event] = []
         if probe is None or probe[0] == mac or ts - probe[1] > self.policy.answer_window:
@@ -378,7 +378,7 @@ class Tracker:
 
     def key_of(self, interface: str, vlan: int | None, ip: int) -> int:
         dom = self._domain(interface, vlan)
-        return dom << 32 | ip if ip < V6 else dom << _V6_SHIFT | ip
+        return dom << 32 | ip
 
     @property
     def full(self) -> bool:
@@ -451,10 +451,8 @@ class Tracker:
         for rec in records:
             dom = self._domain(rec.interface, rec.vlan)
             ip = rec.ip
-            if ip < V6:
-                key = dom << 32 | ip
-            else:
-                key = dom << _V6_SHIFT | ip
+            key = dom << 32 | ip
+            if ip > 0xFFFFFFFF:
                 self._stations6.note(_station6(dom, rec.mac, ip), rec.last_seen)
             if key not in self._bindings:
                 self._counts[dom] += 1
@@ -550,8 +548,7 @@ class Tracker:
         self, frame: ArpFrame, dom: int, ts: float, solicited: bool, events: list[Event]
     ) -> bool:
         """Applies a claim; True when it only refreshed the claimant's own settled binding."""
-        spa = frame.spa
-        key = dom << 32 | spa if spa <= 0xFFFFFFFF else dom << _V6_SHIFT | spa
+        key = dom << 32 | frame.spa
         sha = frame.sha
         raw = self._bindings.get(key)
         if raw is None:
@@ -814,8 +811,7 @@ class Tracker:
     # ----------------------------------------------------------------- other frames
 
     def _probe(self, frame: ArpFrame, dom: int, ts: float, events: list[Event]) -> None:
-        tpa = frame.tpa
-        key = dom << 32 | tpa if tpa <= 0xFFFFFFFF else dom << _V6_SHIFT | tpa
+        key = dom << 32 | frame.tpa
         raw = self._bindings.get(key)
         if raw is None:
             return
@@ -840,8 +836,7 @@ class Tracker:
     ) -> bool:
         """Weighs what a reply says about its target; True when the outcome cannot change
         while the tracker's version stays the same."""
-        spa = frame.spa
-        key = dom << 32 | spa if spa <= 0xFFFFFFFF else dom << _V6_SHIFT | spa
+        key = dom << 32 | frame.spa
         tha, tpa = frame.tha, frame.tpa
         if not solicited:
             self._senders.get(frame.sha, ts).unsolicited += 1
@@ -852,7 +847,7 @@ class Tracker:
             return False
         if tpa == frame.spa or tha in (ZERO_MAC, BROADCAST_MAC) or tha[0] & 1:
             return True
-        tkey = dom << 32 | tpa if tpa <= 0xFFFFFFFF else dom << _V6_SHIFT | tpa
+        tkey = dom << 32 | tpa
         raw = self._bindings.get(tkey)
         if raw is None:
             return False  # a binding may appear for tpa: new bindings do not bump the version
@@ -1052,7 +1047,7 @@ class Tracker:
         for key in victims:
             owner = self._bindings.pop(key)[:6]
             self._restructured(key)
-            self._counts[key >> 32 if key < V6 else key >> _V6_SHIFT] -= 1
+            self._counts[key >> 32 & 0xFFFFFFFF] -= 1
             self._changed.discard(key)
             self._refreshed.discard(key)
             if not self._rewrite:
