@@ -135,6 +135,8 @@ class FastPath:
         # looking for one would only cost
         judge_claims = ethernet and self._remember_new
         pending = self._pending
+        if tracker.version != self._version:  # since the last batch: a tick, a new policy
+            self._invalidate()
 
         def handle(ts: float, frame: bytes) -> float:
             """A frame the kernel cannot prove: the slow path, then the bookkeeping."""

@@ -318,3 +318,23 @@ def test_no_new_activity_when_time_steps_back() -> None:
         ("new_station", "10.0.0.2"), ("new_station", "10.0.0.1"),
         ("new_activity", "10.0.0.2")]  # at EPOCH + 100: 70 s after EPOCH + 30
     assert _events_of(frames, config, fast=True)[0] == slow
+
+
+def test_a_sender_evicted_by_an_invalid_frame_is_forgotten() -> None:
+    """A full table of senders (`max_senders`) evicts the host's statistics while the sender
+    of an invalid frame is counted (found by tests/atheris_kernel.py). The host's next
+    requests are counted afresh, and the fourth in the window is a flood, on both paths:
+    the kernel once kept counting them on the evicted statistics its memo held, because
+    only a claim's path told the fast path that senders went."""
+    invalid = [arp_frame(3, f"02:00:00:00:00:1{n}", f"10.0.0.1{n}", "00:00:00:00:00:00",
+                         "10.0.0.1") for n in range(2)]
+    frames = [(float(EPOCH + i), raw) for i, raw in enumerate(
+        [ASK, ASK, *invalid, ASK, ASK, ASK, ASK])]
+    config = parse_config("limits: {max_senders: 2}\nflood: {frames: 3, window: 60s}\n")
+    slow, _ = _events_of(frames, config, fast=False)
+    assert [(e.kind, e.mac, e.ts) for e in slow if e.kind == "arp_flood"] == [
+        ("arp_flood", HOST, EPOCH + 7.0)]
+    fast, proven = _events_of(frames, config, fast=True)
+    assert fast == slow
+    if KERNEL is not None:
+        assert proven >= 1
