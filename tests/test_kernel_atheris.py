@@ -10,7 +10,8 @@ inputs, and nothing here asserts a rate. `ATHERIS_SECONDS` (default 900) only ca
 time (for a long session: `ATHERIS_RUNS=-1 ATHERIS_SECONDS=600`); a run cut there tried
 fewer inputs, which is no failure. The test fails only on what libFuzzer keeps as a failing
 input: a difference between the paths, a crash, an input running for `TIMEOUT` (a hang), or
-memory beyond 2 GiB (a leak; a run takes about 60 MiB).
+memory 2 GiB beyond what the harness starts with (a leak; a run takes about 60 MiB; see
+`_rss_limit_mb`).
 
 A failure shows the harness's message (which frames, which paths disagree on what) and the
 input's file, which `python tests/atheris_kernel.py FILE` replays (`ATHERIS_KERNEL_SHOW=1`
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +43,14 @@ TIMEOUT = 300
 hang, never a busy machine, comes near it."""
 
 
+def _rss_limit_mb() -> int:
+    """libFuzzer's memory limit for the harness: 2 GiB more than the peak it inherits.
+    libFuzzer reads the process's peak RSS (getrusage), and Linux carries the peak of the
+    memory it replaced across execve: a child started from this pytest process, after tests
+    that grew it past 2 GiB, would be out of memory at its first input."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024 + 2048
+
+
 def _fuzz(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], list[Path],
                                                 list[int]]:
     """Runs the harness for `RUNS` inputs (or `SECONDS`); returns the run, the inputs
@@ -51,8 +61,8 @@ def _fuzz(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[str],
     corpus.mkdir(exist_ok=True)
     stats = tmp_path / "stats.txt"
     cmd = [sys.executable, str(HARNESS), f"-runs={RUNS}", f"-max_total_time={SECONDS}",
-           "-max_len=4096", "-len_control=0", f"-timeout={TIMEOUT}", "-rss_limit_mb=2048",
-           f"-artifact_prefix={tmp_path}/", str(corpus)]
+           "-max_len=4096", "-len_control=0", f"-timeout={TIMEOUT}",
+           f"-rss_limit_mb={_rss_limit_mb()}", f"-artifact_prefix={tmp_path}/", str(corpus)]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False,
                           timeout=SECONDS + TIMEOUT + 300,
                           env={**os.environ, "ATHERIS_KERNEL_STATS": str(stats), **env})
