@@ -302,12 +302,11 @@ static int repeat(const Context *c, PyObject *s, double ts, PyObject *ts_obj) {
                 Py_DECREF(record);
             }
         } else {
-            /* read again: request/reply ran Python code (note_asked, note_answer) */
-            if (as_double(get(waiting, &pending_layout, P_LAST), &last) == 0) {
-                /* merged captures can step back: never lower last_seen */
-                if (ts > last) set(waiting, &pending_layout, P_LAST, ts_obj);
-                result = is_request ? 1 : 2;
-            }
+            /* `last` as read above: only this file writes a record's last (request and
+             * reply run Python code, which never does). Merged captures can step back:
+             * never lower last_seen. */
+            if (ts > last) set(waiting, &pending_layout, P_LAST, ts_obj);
+            result = is_request ? 1 : 2;
         }
     }
     Py_XDECREF(waiting);
