@@ -8,7 +8,8 @@
  *   - its bytes are a remembered steady frame's (the memo: the tracker said that frame only
  *     refreshed its sender's own settled claim), or it is a first sighting of a known claim
  *     to a new target (`claim`, `claimed`: the sender's half is a remembered one's);
- *   - its binding was not silent for `inactive_after` (that is new activity: slow path);
+ *   - its binding was not silent for `inactive_after` since its last refresh, applied or
+ *     pending (that is new activity: slow path), whatever the horizon: time steps back;
  *   - a request does not roll a flood or scan window into an alarm (`request`): the windows
  *     of `Senders.count_frame` / `count_target`, rolled the same way;
  *   - a reply answers a request on record within `solicit_window` (`reply`).
@@ -261,20 +262,30 @@ static int repeat(const Context *c, PyObject *s, double ts, PyObject *ts_obj) {
     if (key == NULL || is_request < 0) return -1;
     Py_INCREF(key);
     int result = -1;
+    /* a repeat after inactive_after of silence reports new activity: the slow path's. The
+     * silence is measured from the binding's last refresh: the tracker's last_seen, or the
+     * latest of the repeats waiting in its pending record (which only raise it). Neither the
+     * horizon nor the time of the last flush bounds it: packet time can step back (captures
+     * merged out of order, a clock stepped back), so a record can start long before the
+     * last flush, and its next repeat come inactive_after later, still before the horizon. */
     PyObject *waiting = PyDict_GetItemWithError(c->pending, key);
+    double last;
     if (waiting == NULL) {
         if (PyErr_Occurred()) goto done;
-        /* a repeat after inactive_after of silence reports new activity: the slow path's */
         PyObject *seen = PyObject_CallOneArg(c->last_seen, key);
-        double last;
         int r = as_double(seen, &last);
         Py_XDECREF(seen);
         if (r < 0) goto done;
-        if (!(ts - last < c->inactive)) {
-            result = 0;
-            goto done;
-        }
     } else if (!Py_IS_TYPE(waiting, pending_layout.type)) {
+        result = 0;
+        goto done;
+    } else if (as_double(get(waiting, &pending_layout, P_LAST), &last) < 0) {
+        goto done;
+    }
+    /* with a record waiting, a silence measured from its last repeat may be shorter from the
+     * tracker's last_seen (time stepped back since): the slow path, which applies the record
+     * first, judges that one exactly */
+    if (!(ts - last < c->inactive)) {
         result = 0;
         goto done;
     }
@@ -291,12 +302,11 @@ static int repeat(const Context *c, PyObject *s, double ts, PyObject *ts_obj) {
                 Py_DECREF(record);
             }
         } else {
-            double last;
-            if (as_double(get(waiting, &pending_layout, P_LAST), &last) == 0) {
-                /* merged captures can step back: never lower last_seen */
-                if (ts > last) set(waiting, &pending_layout, P_LAST, ts_obj);
-                result = is_request ? 1 : 2;
-            }
+            /* `last` as read above: only this file writes a record's last (request and
+             * reply run Python code, which never does). Merged captures can step back:
+             * never lower last_seen. */
+            if (ts > last) set(waiting, &pending_layout, P_LAST, ts_obj);
+            result = is_request ? 1 : 2;
         }
     }
     Py_XDECREF(waiting);

@@ -135,6 +135,8 @@ class FastPath:
         # looking for one would only cost
         judge_claims = ethernet and self._remember_new
         pending = self._pending
+        if tracker.version != self._version:  # since the last batch: a tick, a new policy
+            self._invalidate()
 
         def handle(ts: float, frame: bytes) -> float:
             """A frame the kernel cannot prove: the slow path, then the bookkeeping."""
@@ -227,7 +229,9 @@ class FastPath:
 
     def _horizon(self) -> float:
         """Packet time at which pending repeats must be applied: a hold or conflict ending,
-        DEFER passed, or `inactive_after` (so no silence that long hides in one record)."""
+        DEFER passed, or `inactive_after`. This bounds how long records wait; it does not
+        bound a silence (time can step back to before the last flush): the kernel measures
+        each repeat's silence from its binding's record."""
         deadline = self.tracker.horizon
         if self._flushed_at is not None:
             period = min(DEFER, self.tracker.policy.inactive_after)

@@ -7,7 +7,7 @@ Pure: every method takes the packet time.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -114,8 +114,12 @@ class Senders:
         flood_window: float,
         scan_targets: int,
         scan_window: float,
+        on_evict: Callable[[], None] | None = None,
     ) -> None:
         self._cap = cap
+        self._on_evict = on_evict
+        """Called after statistics were evicted: whoever holds a `SenderStats` (the fast
+        path's memos, through `Steady`) must let go of it, as a new one replaces it."""
         self._flood_frames = flood_frames
         self._flood_window = flood_window
         self._scan_targets = scan_targets
@@ -139,6 +143,8 @@ class Senders:
         if stats is None:
             if len(self._stats) >= self._cap:
                 self.evicted += len(trim_oldest(self._stats, self._cap))
+                if self._on_evict is not None:
+                    self._on_evict()
             stats = self._stats[mac] = SenderStats(ts)
         return stats
 

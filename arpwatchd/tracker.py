@@ -149,6 +149,7 @@ class Tracker:
             policy.flood_window,
             policy.scan_targets,
             policy.scan_window,
+            self._senders_evicted,
         )
         self._changed: set[int] = set()
         self._refreshed: set[int] = set()
@@ -168,7 +169,6 @@ class Tracker:
         """What `steady` is built from: (is a request, then `Steady.request`'s arguments)."""
         self.steady_created = False
         self._created = False
-        self._senders_evicted = 0
         self.gate: EventLimiter | None = None
         """The limiter every event of `observe` will meet, if the caller gives it: an event
         it will surely drop is built bare (no addresses formatted, `EventLimiter.surely_drops`)."""
@@ -231,9 +231,6 @@ class Tracker:
         stable = True
         if kind is ArpKind.REPLY:
             stable = self._reply_evidence(frame, dom, ts, solicited, events)
-        if self._senders.evicted != self._senders_evicted:
-            self._senders_evicted = self._senders.evicted
-            self._restructured(None)
         # a new station's own report aside, nothing else may have happened
         quiet = quiet and len(events) == int(self._created)
         if refreshed and stable and solicited and quiet and not mismatch:
@@ -1003,6 +1000,12 @@ class Tracker:
                                   duration=ended - u.since, count=u.claims))
 
     # ----------------------------------------------------------------- table upkeep
+
+    def _senders_evicted(self) -> None:
+        """Some MACs' statistics went (a full table), on whatever path: an invalid frame's or
+        a probe's sender, a takeover, a conflict ending on a tick. A remembered `Steady`
+        holds its sender's statistics, and must not count on the evicted ones."""
+        self._restructured(None)
 
     def _restructured(self, key: int | None) -> None:
         self.version += 1

@@ -11,7 +11,8 @@ libFuzzer write the input to its artifact path and exit non-zero.
 The frames are mostly near-valid ARP from a few hosts, so that claims settle and repeats reach
 the fast path and the kernel, then mutated byte by byte, cut, tagged; some are arbitrary bytes
 of arbitrary length, some records point anywhere (offsets and lengths past the data: bounds
-safety), and times step back and forth. Only the public way frames enter is used (a Sensor, a
+safety), and times step back and forth, by a little or to any time at all (captures merged
+out of order, a clock stepped back). Only the public way frames enter is used (a Sensor, a
 decoder, `feed`, `finish`), so the harness keeps working while rules move into the kernel.
 
 Python code under `arpwatchd` is instrumented for coverage; the kernel itself is not (gcc
@@ -73,9 +74,6 @@ LAN = [frame for host in range(1, len(HOSTS)) for frame in _exchange(host)]
 """Every input starts with these exchanges three times over (so claims settle and the memo
 knows them) and draws many of its frames from them."""
 LAST_SECOND = 2**32 - 1
-ANY_TIME = os.environ.get("ATHERIS_KERNEL_ANY_TIME") == "1"
-"""Jumps back to any earlier time too (a clock stepped back by hours): off by default, as
-the paths are known to differ there (a repeat's deferred refresh meets `inactive_after`)."""
 BREAK = os.environ.get("ATHERIS_KERNEL_BREAK") == "1"
 """The harness's own test: the kernel run loses its last event, so the property must fail."""
 
@@ -154,8 +152,10 @@ def decode_input(data: bytes) -> Case:
     ts = frames[-1][0]
     count = 0
     while fdp.remaining_bytes() and count < MAX_FRAMES:
-        if fdp.ConsumeIntInRange(0, 63) == 0:  # any later time, up to the end of pcap's
-            ts = float(fdp.ConsumeIntInRange(0 if ANY_TIME else int(ts), LAST_SECOND))
+        if fdp.ConsumeIntInRange(0, 63) == 0:
+            # any time, up to the end of pcap's: far ahead, or far back (captures merged or
+            # replayed out of order, a clock stepped back by NTP, two interfaces' frames)
+            ts = float(fdp.ConsumeIntInRange(0, LAST_SECOND))
         else:
             ts = min(max(0.0, ts + STEPS[fdp.ConsumeIntInRange(0, len(STEPS) - 1)]),
                      float(LAST_SECOND))

@@ -6,9 +6,9 @@ compare is a way for a crafted frame to be taken for a repeat (issue 15: an opco
 was bound as a reply). Sequences here are mutations of a small LAN's valid frames, so that
 steady claims form and mutated frames meet them: opcode, hardware and protocol types and
 lengths, Ethernet type and VLAN tag stacks, truncation, padding, mismatched Ethernet source,
-invalid sender addresses. Each sequence runs two ways: the slow path (every frame decoded
-and tracked, as without the kernel) and the C kernel's repeats. Bounded (`max_examples`)
-so it runs in CI in about 30 s.
+invalid sender addresses; and packet time steps back as well as forward. Each sequence runs
+two ways: the slow path (every frame decoded and tracked, as without the kernel) and the C
+kernel's repeats. Bounded (`max_examples`) so it runs in CI in about 30 s.
 """
 
 from __future__ import annotations
@@ -129,13 +129,20 @@ FIELDS = sorted(MUTATIONS)
 FIELDS += ["op", "op", "op", "op", "htype", "ptype", "hlen", "plen"]
 
 
+STEPS = [0.0, 0.001, 0.001, 0.3, 1.0, 3.0, 6.0, 12.0, 70.0, -0.5, -30.0, -3600.0]
+"""Packet time between steps. It steps back too: two taps merged (a little), captures merged
+or replayed out of order, a live clock stepped back by NTP (an hour: past every window, so
+a binding first seen after the step meets deferred refreshes and `inactive_after`)."""
+
+
 @st.composite
 def frames(draw: st.DrawFn) -> list[tuple[float, Arp]]:
-    """A sequence of valid frames, repeats of earlier ones, and mutations of both."""
+    """A sequence of valid frames, repeats of earlier ones, and mutations of both; time
+    steps back now and then (`STEPS`)."""
     out: list[tuple[float, Arp]] = []
     ts = float(EPOCH)
     for _ in range(draw(st.integers(1, 30))):
-        ts += draw(st.sampled_from([0.0, 0.001, 0.001, 0.3, 1.0, 3.0, 6.0, 12.0, 70.0]))
+        ts += draw(st.sampled_from(STEPS))
         roll = draw(st.integers(0, 9))
         group = [out[draw(st.integers(0, len(out) - 1))][1]] if out and roll < 3 else draw(
             _valid())

@@ -25,6 +25,7 @@ from test_fastpath import random_lan
 
 from arpwatchd.batch import META, Batch
 from arpwatchd.config import Config, parse_config
+from arpwatchd.events import Event
 from arpwatchd.frames import REPLY, REQUEST, arp_frame
 from arpwatchd.kernel import FASTPATH, KERNEL
 from arpwatchd.output import EventWriter
@@ -262,3 +263,78 @@ def test_without_the_kernel_every_frame_takes_the_slow_path() -> None:
     assert fast.request_hits == fast.reply_hits == fast.claimed == 0
     assert not any(fast._memos.values()) and not fast._pending
     assert sensor.stats.packets[("eth0", "request")] == 20
+
+
+def _events_of(frames: list[tuple[float, bytes]], config: Config, fast: bool
+               ) -> tuple[list[Event], int]:
+    """Events of `frames` fed as one batch on eth0 (`fast`: through the kernel when built),
+    and how many of them the kernel proved."""
+    sensor = Sensor(config, EventWriter(os.devnull))
+    sensor.fastpath.enabled = fast
+    sensor.emitted = []
+    offsets = [0]
+    for _, raw in frames:
+        offsets.append(offsets[-1] + len(raw))
+    sensor.feed(sensor.decoder("eth0", 1), _batch(
+        [(int(ts), 0, off, len(raw)) for (ts, raw), off in zip(frames, offsets, strict=False)],
+        b"".join(raw for _, raw in frames)))
+    sensor.finish()
+    assert sensor.stats.frame_errors == 0
+    assert sensor.emitted is not None
+    return sensor.emitted, sensor.fastpath.request_hits + sensor.fastpath.reply_hits
+
+
+def test_new_activity_after_time_stepped_back() -> None:
+    """Two captures merged out of order (found by tests/atheris_kernel.py): a capture of
+    the host and its gateway today, then an older one where another host asks at 100 and
+    101, is silent, and asks again at 170, past `inactive_after` (60 s). That is new
+    activity on both paths. The kernel once proved the last request a repeat: its binding
+    had a deferred refresh waiting (from 101), and the horizon, counted from the last flush
+    (today), was far ahead."""
+    other = arp_frame(REQUEST, "02:00:00:00:00:03", "10.0.0.3", "00:00:00:00:00:00",
+                      "10.0.0.1")
+    frames = [(float(EPOCH + i), raw) for i, raw in enumerate([ASK, ANSWER] * 3)]
+    frames += [(100.0, other), (101.0, other), (170.0, other)]
+    config = parse_config("inactive_after: 60s\n")
+    slow, _ = _events_of(frames, config, fast=False)
+    assert [(e.kind, e.ip, e.ts) for e in slow[-2:]] == [
+        ("new_station", "10.0.0.3", 100.0), ("new_activity", "10.0.0.3", 170.0)]
+    fast, proven = _events_of(frames, config, fast=True)
+    assert fast == slow
+    if KERNEL is not None:
+        assert proven >= 3  # the kernel ran: the repeats of today and the one at 101
+
+
+def test_no_new_activity_when_time_steps_back() -> None:
+    """The other way: a host seen today, then (a clock stepped back by NTP) a day earlier
+    and at 70 s after that: no silence of `inactive_after` is measured back from today
+    (last_seen never goes back), on either path."""
+    frames = [(float(EPOCH + i), raw) for i, raw in enumerate([ASK, ANSWER] * 3)]
+    frames += [(float(EPOCH - 86_400), ASK), (float(EPOCH - 86_400 + 70), ASK),
+               (float(EPOCH + 30), ASK), (float(EPOCH + 100), ASK)]
+    config = parse_config("inactive_after: 60s\n")
+    slow, _ = _events_of(frames, config, fast=False)
+    assert [(e.kind, e.ip) for e in slow] == [
+        ("new_station", "10.0.0.2"), ("new_station", "10.0.0.1"),
+        ("new_activity", "10.0.0.2")]  # at EPOCH + 100: 70 s after EPOCH + 30
+    assert _events_of(frames, config, fast=True)[0] == slow
+
+
+def test_a_sender_evicted_by_an_invalid_frame_is_forgotten() -> None:
+    """A full table of senders (`max_senders`) evicts the host's statistics while the sender
+    of an invalid frame is counted (found by tests/atheris_kernel.py). The host's next
+    requests are counted afresh, and the fourth in the window is a flood, on both paths:
+    the kernel once kept counting them on the evicted statistics its memo held, because
+    only a claim's path told the fast path that senders went."""
+    invalid = [arp_frame(3, f"02:00:00:00:00:1{n}", f"10.0.0.1{n}", "00:00:00:00:00:00",
+                         "10.0.0.1") for n in range(2)]
+    frames = [(float(EPOCH + i), raw) for i, raw in enumerate(
+        [ASK, ASK, *invalid, ASK, ASK, ASK, ASK])]
+    config = parse_config("limits: {max_senders: 2}\nflood: {frames: 3, window: 60s}\n")
+    slow, _ = _events_of(frames, config, fast=False)
+    assert [(e.kind, e.mac, e.ts) for e in slow if e.kind == "arp_flood"] == [
+        ("arp_flood", HOST, EPOCH + 7.0)]
+    fast, proven = _events_of(frames, config, fast=True)
+    assert fast == slow
+    if KERNEL is not None:
+        assert proven >= 1
