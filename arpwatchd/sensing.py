@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import logging
 import sys
 import time
@@ -108,6 +109,20 @@ def _configured(args: argparse.Namespace) -> Config:
     return config
 
 
+LIVE_LATER = ("arpwatchd.vendors", "arpwatchd.ndp", "arpwatchd.syslog", "arpwatchd.hooks",
+              "arpwatchd.defend")
+"""Modules a replay imports on first use but a live sensor may need hours later: at its first
+event (vendor names), first IPv6 frame, or a reload that turns syslog, hooks or defense on."""
+
+
+def _import_what_a_live_sensor_may_need() -> None:
+    """Imports `LIVE_LATER` while the sensor is still root: after `--user` drops root it may no
+    longer read the package (an install under a root-only directory), and an import that
+    fails then would lose events, not start-up time."""
+    for name in LIVE_LATER:
+        importlib.import_module(name)
+
+
 def _run(args: argparse.Namespace) -> int:
     config = _configured(args)
     for line in config.warnings:
@@ -145,6 +160,7 @@ def _run(args: argparse.Namespace) -> int:
     if server is not None:
         log.info("metrics on %s", server.url)
     loop.open_all()
+    _import_what_a_live_sensor_may_need()
     if args.user:
         from arpwatchd.privileges import drop_to  # noqa: PLC0415  (ctypes: only with --user)
 
