@@ -31,7 +31,7 @@ class NetworkRule:
     """Addresses expected in a domain; a claim outside them is a bogon."""
 
     where: DomainMatch
-    prefixes: tuple[tuple[int, int], ...]  # (network, netmask) as ints
+    prefixes: tuple[tuple[int, int], ...]  # (network, netmask) as `addresses.parse_network` values
 
     def contains(self, ip: int) -> bool:
         return any(ip & mask == net for net, mask in self.prefixes)
