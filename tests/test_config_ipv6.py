@@ -83,11 +83,19 @@ def test_ipv6_networks_make_bogons_per_family() -> None:
     assert [e.kind for e in events] == [EventKind.NEW_STATION, EventKind.NEW_STATION]
 
 
-def test_an_ipv6_failover_group_is_read() -> None:
+def test_an_ipv6_failover_group_takeover_is_failover_group() -> None:
+    """As for IPv4 (test_tracker): the other member claiming the address (its own NS from
+    it) is a `failover` with reason `group` once the old member stays silent."""
     config = parse_config(
         f"failover_groups:\n  - {{ips: ['fd00:17::1'], macs: ['{GW}', '{BACKUP}']}}\n")
     assert config.policy.same_group("eth0", None, parse_address("fd00:17::1"),
                                     parse_mac(GW), parse_mac(BACKUP))
+    t = Tracker(config.policy)
+    feed(t, *((1.0, raw) for raw in resolve("fd00:17::1", GW)))
+    events = feed(t, (50.0, neighbor_solicitation("fd00:17::1", "fd00:17::b", BACKUP)))
+    events += t.tick(100.0)
+    assert [(e.kind, e.ip, e.mac, e.previous_mac, e.reason) for e in events] == [
+        (EventKind.FAILOVER, "fd00:17::1", BACKUP, GW, "group")]
 
 
 def test_suppress_rules_match_ipv6_in_any_spelling() -> None:
