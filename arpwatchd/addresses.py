@@ -105,17 +105,55 @@ def parse_ip(text: str) -> int:
     return int(ipaddress.IPv4Address(text.strip()))
 
 
+_NO_ZONE = "no zone index: the domain is 'interface' and 'vlan'"
+"""fe80::1%eth0 parses in Python; a rule's interface is its own key, so the zone is refused."""
+
+
 def parse_network(text: str) -> tuple[int, int]:
-    """An address or a network (10.0.0.5, 10.0.0.0/24) as (network, netmask).
+    """An address or a network of either family (10.0.0.5, 10.0.0.0/24, fd00::/64, fd00::5)
+    as (network, netmask) values: an address matches when `ip & netmask == network`.
+
+    An IPv6 network and netmask are core values (`ip6_value`, so both carry `V6`); an IPv4
+    netmask carries `V6` too, so no IPv6 value matches an IPv4 network, 0.0.0.0/0 included,
+    and no IPv4 value an IPv6 one (an IPv4 value has no `V6` bit). `network_text` prints one.
 
     Raises:
-        ValueError: not IPv4.
+        ValueError: neither an IPv4 nor an IPv6 address or network.
     """
+    cleaned = text.strip()
+    if "%" in cleaned:
+        raise ValueError(f"not an IPv4 or IPv6 network: {text!r} ({_NO_ZONE})")
     try:
-        net = ipaddress.IPv4Network(text.strip(), strict=False)
+        net = ipaddress.ip_network(cleaned, strict=False)
     except ValueError:
-        raise ValueError(f"not an IPv4 network: {text!r}") from None
-    return int(net.network_address), int(net.netmask)
+        raise ValueError(f"not an IPv4 or IPv6 network: {text!r}") from None
+    if net.version == 6:
+        return ip6_from_number(int(net.network_address)), ip6_from_number(int(net.netmask))
+    return int(net.network_address), int(net.netmask) | V6
+
+
+def network_text(prefix: tuple[int, int]) -> str:
+    """A `parse_network` value as 10.0.0.0/24 or, RFC 5952, fd00::/64."""
+    net, mask = prefix
+    bits = ip6_number(mask) if net > 0xFFFFFFFF else mask & 0xFFFFFFFF
+    return f"{ip_text(net)}/{bits.bit_count()}"
+
+
+def parse_address(text: str) -> int:
+    """An IPv4 or IPv6 address (any spelling) as its core value.
+
+    Raises:
+        ValueError: neither.
+    """
+    if "%" in text:
+        raise ValueError(f"not an IPv4 or IPv6 address: {text!r} ({_NO_ZONE})")
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        raise ValueError(f"not an IPv4 or IPv6 address: {text!r}") from None
+    if address.version == 6:
+        return ip6_from_number(int(address))
+    return int(address)
 
 
 def parse_mac_prefix(text: str) -> str:

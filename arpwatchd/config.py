@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from arpwatchd.addresses import (
     ip_text,
     mac_text,
-    parse_ip,
+    network_text,
+    parse_address,
     parse_mac,
     parse_mac_prefix,
     parse_network,
@@ -310,10 +311,8 @@ def _timestamp(text: str) -> float:
 
 
 def _ip(text: str) -> int:
-    try:
-        return parse_ip(text)
-    except ValueError:
-        raise ValueError(f"not an IPv4 address: {text!r}") from None
+    """An IPv4 or IPv6 address; IPv6 ones in any spelling (RFC 5952 text when printed)."""
+    return parse_address(text)
 
 
 def _mac(text: str) -> bytes:
@@ -333,10 +332,11 @@ class _Reader:
         said, since the writer may have meant the single address."""
         net, mask = node.convert(parse_network)
         text = node.scalar().strip()
-        if "/" in text and parse_ip(text.split("/", 1)[0]) != net:
+        if "/" in text and parse_address(text.split("/", 1)[0]) != net:
+            address = ip_text(parse_address(text.split("/", 1)[0]))
             self.warnings.append(node.warning(
-                f"{text} has host bits set: it means {ip_text(net)}/{mask.bit_count()} "
-                f"(write that, or {text.split('/', 1)[0]} for the address alone)"))
+                f"{text} has host bits set: it means {network_text((net, mask))} "
+                f"(write that, or {address} for the address alone)"))
         return net, mask
 
     def protections(self, top: dict[str, _Node], defense: DefensePolicy) -> tuple[Protected, ...]:
@@ -536,8 +536,14 @@ class _Reader:
         vlan = fields["vlan"].convert(_vlan) if "vlan" in fields else 0
         group = frozenset(m.convert(_mac) for m in fields["group"].sequence()) \
             if "group" in fields else frozenset()
+        ip = fields["ip"].convert(_ip)
+        if ip > 0xFFFFFFFF:
+            raise fields["ip"].fail(
+                f"defending IPv6 addresses is not supported yet (no neighbour advertisement "
+                f"is sent): list {ip_text(ip)} under 'protected' to have other MACs' claims "
+                f"reported as conflicts")
         return OwnedAddress(
-            ip=fields["ip"].convert(_ip),
+            ip=ip,
             mac=fields["mac"].convert(_mac),
             interface=interface,
             vlan=vlan or None,

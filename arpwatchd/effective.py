@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from arpwatchd.addresses import ip_text, mac_text
+from arpwatchd.addresses import ip_text, mac_text, network_text
 from arpwatchd.events import format_ts
 from arpwatchd.policy import ANY_VLAN, DomainMatch
 
@@ -31,8 +31,7 @@ def _where(where: DomainMatch) -> dict[str, Any]:
 
 
 def _net(prefix: tuple[int, int]) -> str:
-    net, mask = prefix
-    return f"{ip_text(net)}/{mask.bit_count()}"
+    return network_text(prefix)
 
 
 def _macs(macs: frozenset[bytes]) -> list[str]:

@@ -31,7 +31,7 @@ class NetworkRule:
     """Addresses expected in a domain; a claim outside them is a bogon."""
 
     where: DomainMatch
-    prefixes: tuple[tuple[int, int], ...]  # (network, netmask) as ints
+    prefixes: tuple[tuple[int, int], ...]  # (network, netmask) as `addresses.parse_network` values
 
     def contains(self, ip: int) -> bool:
         return any(ip & mask == net for net, mask in self.prefixes)
@@ -115,3 +115,11 @@ class TrackerPolicy:
 
     def networks_for(self, interface: str, vlan: int | None) -> tuple[NetworkRule, ...]:
         return tuple(rule for rule in self.networks if rule.where.matches(interface, vlan))
+
+    def prefixes_for(self, interface: str, vlan: int | None, *, ipv6: bool
+                     ) -> tuple[tuple[int, int], ...]:
+        """The expected prefixes of one family in a domain. Each family is checked on its own:
+        a domain whose rules list no prefix of a family has no bogons of that family, so a
+        config written before IPv6 (IPv4 prefixes only) makes no IPv6 address a bogon."""
+        return tuple(prefix for rule in self.networks_for(interface, vlan)
+                     for prefix in rule.prefixes if (prefix[0] > 0xFFFFFFFF) == ipv6)

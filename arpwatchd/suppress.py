@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from arpwatchd.addresses import parse_ip
+from arpwatchd.addresses import parse_address
 from arpwatchd.events import Event, EventKind
 
 
@@ -34,7 +34,7 @@ class SuppressRule:
         if self.networks:
             if event.ip is None:
                 return False
-            ip = parse_ip(event.ip)
+            ip = parse_address(event.ip)
             if not any(ip & mask == net for net, mask in self.networks):
                 return False
         if self.macs:

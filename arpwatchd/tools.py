@@ -115,7 +115,8 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
         description="List the stored bindings (a running sensor's store is read safely), "
                     "sorted by interface, VLAN and address.")
     bind.add_argument("--ip", type=_argtype(parse_network), metavar="NET",
-                      help="an address or network (10.0.0.5, 10.0.0.0/24)")
+                      help="an address or network, IPv4 or IPv6 (10.0.0.5, 10.0.0.0/24, "
+                           "fd00::/64)")
     bind.add_argument("--mac", type=_argtype(parse_mac_prefix),
                       metavar="MAC_OR_PREFIX", help="a MAC or its leading octets (00:1c:7f)")
     bind.add_argument("--vlan", type=_argtype(_vlan), metavar="N",

@@ -60,7 +60,7 @@ from arpwatchd.addresses import (
 )
 from arpwatchd.decode import ArpFrame, ArpKind
 from arpwatchd.events import ConflictReason, Event, EventKind, EventLimiter
-from arpwatchd.policy import NetworkRule, TrackerPolicy
+from arpwatchd.policy import TrackerPolicy
 from arpwatchd.senders import Recent, Senders, SenderStats, trim_oldest
 from arpwatchd.state import (
     INF,
@@ -126,7 +126,9 @@ class Tracker:
         self.policy = policy
         self._domain_ids: dict[tuple[str, int | None], int] = {}
         self._domains: list[tuple[str, int | None]] = []
-        self._networks: list[tuple[NetworkRule, ...]] = []
+        self._networks: list[tuple[tuple[int, int], ...]] = []
+        """Per domain, the expected IPv4 prefixes (`TrackerPolicy.prefixes_for`)."""
+        self._networks6: list[tuple[tuple[int, int], ...]] = []
         self._counts: list[int] = []
         self._bindings: dict[int, bytes] = {}
         """Key -> packed binding (`state.pack_binding`), least recently seen first."""
@@ -435,7 +437,8 @@ class Tracker:
         """Swaps in new settings (SIGHUP) keeping every binding and pending state."""
         self._restructured(None)
         self.policy = policy
-        self._networks = [policy.networks_for(i, v) for i, v in self._domains]
+        self._networks = [policy.prefixes_for(i, v, ipv6=False) for i, v in self._domains]
+        self._networks6 = [policy.prefixes_for(i, v, ipv6=True) for i, v in self._domains]
         self._senders.reconfigure(policy.flood_frames, policy.flood_window,
                                   policy.scan_targets, policy.scan_window)
 
@@ -583,14 +586,13 @@ class Tracker:
                 self._start_conflict(key, dom, ts, {rule.mac: INF, sha: ts}, sha, rule.mac,
                                      ConflictReason.OWNED_ADDRESS_CLAIMED, sha, events)
                 return
-        networks = self._networks[dom]
-        if ip >= V6:
-            # the station is the MAC, once per /64 (privacy addresses, docs/ipv6.md); the
-            # configured networks are IPv4 prefixes, so no IPv6 address is a bogon yet
+        networks = self._networks6[dom] if ip >= V6 else self._networks[dom]
+        if networks and not any(ip & mask == net for net, mask in networks):
+            events.append(self._event(ts, EventKind.BOGON, dom, ip, sha))
+        elif ip >= V6:
+            # the station is the MAC, once per /64 (privacy addresses, docs/ipv6.md)
             if self._stations6.first_in(_station6(dom, sha, ip), ts, INF):
                 events.append(self._event(ts, EventKind.NEW_STATION, dom, ip, sha))
-        elif networks and not any(rule.contains(ip) for rule in networks):
-            events.append(self._event(ts, EventKind.BOGON, dom, ip, sha))
         else:
             events.append(self._event(ts, EventKind.NEW_STATION, dom, ip, sha))
         self._created = True  # settled at once: the same frame again would only refresh it
@@ -1020,7 +1022,8 @@ class Tracker:
         if dom is None:
             dom = self._domain_ids[domain] = len(self._domains)
             self._domains.append(domain)
-            self._networks.append(self.policy.networks_for(interface, vlan))
+            self._networks.append(self.policy.prefixes_for(interface, vlan, ipv6=False))
+            self._networks6.append(self.policy.prefixes_for(interface, vlan, ipv6=True))
             self._counts.append(0)
         return dom
 

@@ -22,7 +22,14 @@ from pathlib import Path
 import pytest
 
 from arpwatchd import inventory
-from arpwatchd.addresses import parse_ip, parse_mac, parse_mac_prefix, parse_network
+from arpwatchd.addresses import (
+    V6,
+    network_text,
+    parse_ip,
+    parse_mac,
+    parse_mac_prefix,
+    parse_network,
+)
 from arpwatchd.cli import main
 from arpwatchd.events import Event, EventKind
 from arpwatchd.frames import announcement, write_pcap
@@ -218,9 +225,12 @@ def test_commands_against_a_running_sensor(tmp_path: Path) -> None:
 
 
 def test_pure_helpers() -> None:
-    assert parse_network("10.0.0.77/24") == (parse_ip("10.0.0.0"), parse_ip("255.255.255.0"))
+    # an IPv4 netmask carries V6, so no IPv6 value matches an IPv4 network (0.0.0.0/0 too)
+    assert parse_network("10.0.0.77/24") == (parse_ip("10.0.0.0"), parse_ip("255.255.255.0") | V6)
+    assert network_text(parse_network("10.0.0.77/24")) == "10.0.0.0/24"
+    assert network_text(parse_network("FD00:0:0:0::5/64")) == "fd00::/64"
     assert parse_mac_prefix("0:1B:21") == "00:1b:21"
-    for bad in ("10.0.0", "1.2.3.4/33"):
+    for bad in ("10.0.0", "1.2.3.4/33", "fd00::/129", "fd00:::1"):
         with pytest.raises(ValueError, match="not an IPv4"):
             parse_network(bad)
     for bad in ("00:1c:7f:00:00:00:01", "xyz", "001"):

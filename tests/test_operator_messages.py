@@ -31,7 +31,8 @@ ROOT = Path(__file__).parents[1]
     ([], "the following arguments are required: COMMAND (see arpwatchd --help)"),
     (["bogus"], "argument COMMAND: invalid choice: 'bogus'"),
     (["history"], "the following arguments are required: IP|MAC (see arpwatchd history --help)"),
-    (["bindings", "--ip", "10.0.0.x"], "argument --ip: not an IPv4 network: '10.0.0.x' "
+    (["bindings", "--ip", "10.0.0.x"], "argument --ip: not an IPv4 or IPv6 network: "
+                                       "'10.0.0.x' "
                                        "(see arpwatchd bindings --help)"),
     (["run", "--metrics-address", "nowhere"], "argument --metrics-address:"),
     (["replay"], "the following arguments are required: FILE"),

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from arpwatchd.addresses import parse_ip
+from arpwatchd.addresses import parse_ip, parse_network
 from arpwatchd.config import Config, ConfigError, load_config, parse_config
 from arpwatchd.daemon import replay
 from arpwatchd.events import Event, EventKind
@@ -40,8 +40,7 @@ def test_rule_parsing() -> None:
     dhcp, nlb = config.suppress
     assert dhcp == SuppressRule(
         events=frozenset({EventKind.CHANGED_MAC, EventKind.REUSED_MAC}),
-        networks=((parse_ip("10.0.20.0"), parse_ip("255.255.255.0")),
-                  (parse_ip("10.0.21.7"), parse_ip("255.255.255.255"))),
+        networks=(parse_network("10.0.20.0/24"), parse_network("10.0.21.7/32")),
         comment="DHCP pool")
     assert nlb.macs == ("02:bf", "00:26:0b:31:07:33")
     assert nlb.vlans == frozenset({10, 0})
@@ -54,7 +53,7 @@ def test_rule_parsing() -> None:
     ("suppress: [{events: [changed_ip]}]", "suppress[0].events[0] (line 1): unknown event"),
     ("suppress: [{macs: ['02:bf:g']}]", "not a MAC address or prefix"),
     ("suppress: [{macs: ['00:11:22:33:44:55:66']}]", "not a MAC address or prefix"),
-    ("suppress: [{networks: [10.0.300.0/24]}]", "not an IPv4 network"),
+    ("suppress: [{networks: [10.0.300.0/24]}]", "not an IPv4 or IPv6 network"),
     ("suppress: [{vlans: [5000]}]", "not a VLAN id"),
     ("suppress: [{events: [bogon], until: next week}]", "not a date or time"),
     ("suppress: [{events: [bogon], ip: 10.0.0.1}]", "unknown key 'ip'"),
