@@ -19,9 +19,11 @@
  * the `handle` callback (slow path, remembering, invalidation, flushes) and nothing of it is
  * changed here first.
  *
- * State lives in one place, the Python objects the tracker owns (tables, SenderStats) and
- * the fast path's memos and pending records; the kernel reads and writes them through the
- * context tuple `FastPath.kernel_context` builds, so either side may act between frames.
+ * State lives in one place, the objects the tracker owns (its `Recent` tables of requests
+ * and answers, _recent.c, which the tracker uses through their methods and this file through
+ * `recent_get` / `recent_note`; SenderStats) and the fast path's memos and pending records;
+ * the kernel reads and writes them through the context tuple `FastPath.kernel_context`
+ * builds, so either side may act between frames.
  * Fields of the slotted objects (Steady, SenderStats, Pending) are read and written at their
  * slots' offsets, found once from the classes' member descriptors, as the interpreter's own
  * specialised attribute access does: a generic attribute look-up per field cost more than
@@ -35,6 +37,8 @@
 #include <Python.h>
 #include <structmember.h>
 #include <string.h>
+
+#include "_recent.h"
 
 /* Slot offsets of the fields used here, per class, resolved by `layout`. */
 enum { K_KEY, K_DOM, K_STATS, K_IS_REQUEST, K_TARGET, K_ASKED, K_ASKED_ANY, K_SHA, K_THA,
@@ -116,50 +120,18 @@ static int set_long(PyObject *obj, const Layout *l, int k, long long value) {
 }
 
 /* ctx: what `FastPath.kernel_context` binds once per batch, in this order. */
-enum { C_MEMO, C_PENDING, C_RECORD, C_LAST_SEEN, C_ASKED, C_NOTE_ASKED, C_ANSWERS,
-       C_NOTE_ANSWER, C_FLOOD_WINDOW, C_FLOOD_FRAMES, C_SCAN_WINDOW, C_SCAN_TARGETS,
+enum { C_MEMO, C_PENDING, C_RECORD, C_LAST_SEEN, C_ASKED, C_ANSWERS, C_FLOOD_WINDOW, C_FLOOD_FRAMES, C_SCAN_WINDOW, C_SCAN_TARGETS,
        C_SOLICIT, C_INACTIVE, C_STEADY, C_STATS, C_CLAIMS, C_ANSWERS_OWNER, C_CLAIMED,
        C_SIZE };
 
 typedef struct {
-    PyObject *memo, *pending, *record, *last_seen, *asked, *note_asked, *answers, *note_answer;
+    PyObject *memo, *pending, *record, *last_seen;
+    Recent *asked, *answers;  /* the tracker's tables of requests and answers on record */
     PyObject *claims;  /* None: no first sighting is judged by its claim (see `claim`) */
     PyObject *answers_owner, *claimed;
     double flood_window, scan_window, solicit, inactive;
     long long flood_frames, scan_targets;
 } Context;
-
-/* Removes `key` from `dict`: 1 when it was there, 0 when not, -1 on error. One look-up for
- * the test and the removal (a look-up, then a delete, cost two: 20 % of a replay's
- * instructions went to refreshing the request and answer tables). */
-static int pop(PyObject *dict, PyObject *key) {
-#if PY_VERSION_HEX >= 0x030D0000
-    return PyDict_Pop(dict, key, NULL);
-#else
-    static PyObject *missing;  /* a default no table holds */
-    if (missing == NULL && (missing = PyTuple_New(0)) == NULL) return -1;
-    PyObject *old = _PyDict_Pop(dict, key, missing);
-    if (old == NULL) return -1;
-    int found = old != missing;
-    Py_DECREF(old);
-    return found;
-#endif
-}
-
-/* `Recent.note` for a key on record moves it to the end (del, then insert); a new key goes
- * through `note` (Python), which trims a full table. */
-static int refresh(PyObject *table, PyObject *note, PyObject *key, PyObject *value,
-                   PyObject *const *argv, size_t nargs) {
-    int found = pop(table, key);
-    if (found < 0) return -1;
-    if (!found) {
-        PyObject *r = PyObject_Vectorcall(note, argv, nargs, NULL);
-        if (r == NULL) return -1;
-        Py_DECREF(r);
-        return 0;
-    }
-    return PyDict_SetItem(table, key, value);
-}
 
 /* A repeated request: 1 done, 0 not provable (nothing changed), -1 error. */
 static int request(const Context *c, PyObject *s, double ts, PyObject *ts_obj) {
@@ -200,7 +172,7 @@ static int request(const Context *c, PyObject *s, double ts, PyObject *ts_obj) {
     if (!((flooding || flood_count + pend < c->flood_frames)
           && (contains || size != c->scan_targets || scanning)))
         return 0;
-    /* from here on Python code may run (note_asked): hold what is used after it */
+    /* from here on the tables may evict (dropping references): hold what is used after */
     PyObject *held[] = {st, target, get(s, &steady_layout, K_ASKED),
                         get(s, &steady_layout, K_ASKED_ANY)};
     if (held[2] == NULL || held[3] == NULL) return -1;
@@ -221,12 +193,10 @@ static int request(const Context *c, PyObject *s, double ts, PyObject *ts_obj) {
         targets = fresh;  /* borrowed from st, held above */
     }
     if (size <= c->scan_targets && PySet_Add(targets, target) < 0) goto done;
-    /* as `Recent.note`: a refreshed request moves to the end of the table, so a full table
+    /* as the slow path: a refreshed request moves to the end of the table, so a full table
      * evicts the least recently asked (a key evicted meanwhile comes back under the cap) */
-    for (int k = 2; k < 4; k++) {
-        PyObject *argv[] = {held[k], ts_obj};
-        if (refresh(c->asked, c->note_asked, held[k], ts_obj, argv, 2) < 0) goto done;
-    }
+    for (int k = 2; k < 4; k++)
+        if (recent_note(c->asked, held[k], ts_obj) < 0) goto done;
     if (set_long(st, L, F_PENDING, pend + 1) < 0) goto done;
     result = 1;
 done:
@@ -239,7 +209,7 @@ static int reply(const Context *c, PyObject *s, PyObject *key, double ts, PyObje
     PyObject *asked = get(s, &steady_layout, K_ASKED), *sha = get(s, &steady_layout, K_SHA),
              *tha = get(s, &steady_layout, K_THA);
     if (asked == NULL || sha == NULL || tha == NULL) return -1;
-    PyObject *at = PyDict_GetItemWithError(c->asked, asked);
+    PyObject *at = recent_get(c->asked, asked);
     if (at == NULL) return PyErr_Occurred() ? -1 : 0;
     double asked_at;
     if (as_double(at, &asked_at) < 0) return -1;
@@ -248,8 +218,7 @@ static int reply(const Context *c, PyObject *s, PyObject *key, double ts, PyObje
      * which answers a racing answer still finds */
     PyObject *value = PyTuple_Pack(3, sha, tha, ts_obj);
     if (value == NULL) return -1;
-    PyObject *argv[] = {key, sha, tha, ts_obj};
-    int r = refresh(c->answers, c->note_answer, key, value, argv, 4);
+    int r = recent_note(c->answers, key, value);
     Py_DECREF(value);
     return r < 0 ? -1 : 1;
 }
@@ -491,17 +460,18 @@ static int context(PyObject *const *item, Context *c) {
     c->pending = item[C_PENDING];
     c->record = item[C_RECORD];
     c->last_seen = item[C_LAST_SEEN];
-    c->asked = item[C_ASKED];
-    c->note_asked = item[C_NOTE_ASKED];
-    c->answers = item[C_ANSWERS];
-    c->note_answer = item[C_NOTE_ANSWER];
+    c->asked = (Recent *)item[C_ASKED];
+    c->answers = (Recent *)item[C_ANSWERS];
     c->claims = item[C_CLAIMS];
     c->answers_owner = item[C_ANSWERS_OWNER];
     c->claimed = item[C_CLAIMED];
-    if (!PyDict_Check(c->memo) || !PyDict_Check(c->pending) || !PyDict_Check(c->asked)
-        || !PyDict_Check(c->answers) || (c->claims != Py_None && !PyDict_Check(c->claims))) {
-        PyErr_SetString(PyExc_TypeError,
-                        "memo, pending, asked, answers and claims must be dicts");
+    if (!PyDict_Check(c->memo) || !PyDict_Check(c->pending)
+        || (c->claims != Py_None && !PyDict_Check(c->claims))) {
+        PyErr_SetString(PyExc_TypeError, "memo, pending and claims must be dicts");
+        return -1;
+    }
+    if (!Py_IS_TYPE(item[C_ASKED], &RecentType) || !Py_IS_TYPE(item[C_ANSWERS], &RecentType)) {
+        PyErr_SetString(PyExc_TypeError, "asked and answers must be Recent tables");
         return -1;
     }
     if (layout(&steady_layout, item[C_STEADY], steady_names, STEADY_FIELDS) < 0
@@ -602,4 +572,10 @@ static struct PyModuleDef module = {
     "The fast path's repeat loop in C (see arpwatchd/_kernel.c).", -1, methods,
 };
 
-PyMODINIT_FUNC PyInit__kernel(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__kernel(void) {
+    if (PyType_Ready(&RecentType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && PyModule_AddObjectRef(m, "Recent", (PyObject *)&RecentType) < 0)
+        Py_CLEAR(m);
+    return m;
+}

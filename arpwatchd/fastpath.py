@@ -178,8 +178,7 @@ class FastPath:
         policy = tracker.policy
         memo = self._memos.setdefault(table, {})
         known = self._claims.setdefault(table, {})
-        return (memo, self._pending, Pending, tracker.last_seen,
-                tracker.asked_times, tracker.note_asked, tracker.answers, tracker.note_answer,
+        return (memo, self._pending, Pending, tracker.last_seen, *tracker.tables,
                 policy.flood_window, policy.flood_frames, policy.scan_window,
                 policy.scan_targets, policy.solicit_window, policy.inactive_after, Steady,
                 SenderStats, known if claims else None, tracker.answers_owner,

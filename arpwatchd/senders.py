@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
+from arpwatchd.kernel import KERNEL
+
 
 def trim_oldest(table: dict[Any, Any], cap: int) -> list[Any]:
     """Removes the oldest 1/64 of a full insertion-ordered table (at least one entry).
@@ -210,30 +212,39 @@ class Senders:
         return None
 
 
-class Recent:
-    """A bounded map of key -> last time seen, for "was there a request?" and "reported yet?".
+class PyRecent:
+    """A bounded map of key -> value (mostly the last time seen), for "was there a request?",
+    "who answered?" and "reported yet?".
 
-    Entries move to the end when refreshed, so the oldest fall out first when full.
+    Entries move to the end when noted again, so the oldest fall out first when full. The
+    C kernel's `Recent` (_recent.c) behaves the same (tests/test_recent.py) and is used when
+    built (`recent`); this one runs without a compiler.
     """
 
     def __init__(self, cap: int) -> None:
         self._cap = cap
-        self._seen: dict[Hashable, float] = {}
+        self._seen: dict[Hashable, Any] = {}
 
     def __len__(self) -> int:
         return len(self._seen)
 
-    @property
-    def times(self) -> dict[Hashable, float]:
-        return self._seen
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._seen
 
-    def note(self, key: Hashable, ts: float) -> None:
+    def items(self) -> list[tuple[Hashable, Any]]:
+        """(key, value) pairs, oldest first."""
+        return list(self._seen.items())
+
+    def get(self, key: Hashable, default: Any = None) -> Any:
+        return self._seen.get(key, default)
+
+    def note(self, key: Hashable, value: Any) -> None:
         seen = self._seen
         if key in seen:
             del seen[key]
         elif len(seen) >= self._cap:
             trim_oldest(seen, self._cap)
-        seen[key] = ts
+        seen[key] = value
 
     def within(self, key: Hashable, ts: float, window: float) -> bool:
         last = self._seen.get(key)
@@ -245,3 +256,9 @@ class Recent:
             return False
         self.note(key, ts)
         return True
+
+
+def recent(cap: int) -> PyRecent:
+    """A `Recent` table of `cap` entries: the kernel's when it is built (the kernel refreshes
+    the tracker's tables in place, in C), else `PyRecent`."""
+    return KERNEL.Recent(cap) if KERNEL is not None else PyRecent(cap)

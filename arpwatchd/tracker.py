@@ -44,7 +44,7 @@ ended (the deadline), not the time it was noticed, so replay and live agree.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Hashable, Iterable
+from collections.abc import Iterable
 from itertools import islice
 from typing import TYPE_CHECKING
 
@@ -61,7 +61,7 @@ from arpwatchd.addresses import (
 from arpwatchd.decode import ArpFrame, ArpKind
 from arpwatchd.events import ConflictReason, Event, EventKind, EventLimiter
 from arpwatchd.policy import TrackerPolicy
-from arpwatchd.senders import Recent, Senders, SenderStats, trim_oldest
+from arpwatchd.senders import PyRecent, Senders, SenderStats, recent, trim_oldest
 from arpwatchd.state import (
     INF,
     MAX_CONFLICT_MEMBERS,
@@ -135,16 +135,17 @@ class Tracker:
         self._unsettled: dict[int, Unsettled] = {}
         self._heap: list[tuple[float, int]] = []
         self._next_deadline = INF
-        self._asked = Recent(policy.max_pending)
-        self.note_asked = self._asked.note
-        """Records a request (`ask_key`) seen at a time, as `observe` does."""
-        self._replied: dict[int, tuple[bytes, bytes, float]] = {}
-        self._probes = Recent(policy.max_pending)
+        self._asked = recent(policy.max_pending)
+        """Requests on record, `ask_key` -> time; the fast path refreshes repeats."""
+        self._replied = recent(policy.max_pending)
+        """Answers on record, binding key -> (sender MAC, target MAC, time): two answers to
+        one request within answer_window are two live owners."""
+        self._probes = recent(policy.max_pending)
         self._dad: dict[int, tuple[bytes, float]] = {}
         """IPv6 duplicate address detection probes on record: key -> (prober MAC, time)."""
-        self._stations6 = Recent(policy.max_macs)
+        self._stations6 = recent(policy.max_macs)
         """(domain, MAC, /64 prefix) that had their IPv6 `new_station` (`_station6`)."""
-        self._reported = Recent(policy.max_pending)
+        self._reported = recent(policy.max_pending)
         self._senders = Senders(
             policy.max_macs,
             policy.flood_frames,
@@ -408,15 +409,10 @@ class Tracker:
         return self.policy.same_group(interface, vlan, ip, owner, mac)
 
     @property
-    def answers(self) -> dict[int, tuple[bytes, bytes, float]]:
-        """Answers on record, binding key -> (sender MAC, target MAC, time); the fast path
-        records repeats at once, as the slow path does (`note_answer` when one is new)."""
-        return self._replied
-
-    @property
-    def asked_times(self) -> dict[Hashable, float]:
-        """Requests on record, (dom, ip, asker) -> time; the fast path refreshes repeats."""
-        return self._asked.times
+    def tables(self) -> tuple[PyRecent, PyRecent]:
+        """The requests and answers on record (`_asked`, `_replied`), which the fast path
+        refreshes for repeats at once, as the slow path does."""
+        return self._asked, self._replied
 
     def apply_repeats(self, repeats: Iterable[RepeatRecord]) -> None:
         """Applies repeats of steady frames recorded by `fastpath`, oldest first: what the slow
@@ -839,7 +835,7 @@ class Tracker:
         tha, tpa = frame.tha, frame.tpa
         if not solicited:
             self._senders.get(frame.sha, ts).unsolicited += 1
-        self.note_answer(key, frame.sha, tha, ts)
+        self._replied.note(key, (frame.sha, tha, ts))
         if tpa == 0:
             if self._probes.within((key, tha), ts, self.policy.solicit_window):
                 self._probe_in_use(dom, frame.spa, tha, frame.sha, ts, events)
@@ -894,16 +890,6 @@ class Tracker:
         if frame.tha in (ZERO_MAC, BROADCAST_MAC):
             return self._asked.within(ask_key(dom, frame.spa), ts, window)
         return self._asked.within(ask_key(dom, frame.spa, frame.tha), ts, window)
-
-    def note_answer(self, key: int, mac: bytes, tha: bytes, ts: float) -> None:
-        """Remembers an answer from `mac` for address `key` to `tha` (two answers to one
-        request within answer_window are two live owners); least recently answered go first."""
-        replied = self._replied
-        if key in replied:
-            del replied[key]
-        elif len(replied) >= self.policy.max_pending:
-            trim_oldest(replied, self.policy.max_pending)
-        replied[key] = (mac, tha, ts)
 
     # ----------------------------------------------------------------- states and time
 

@@ -179,7 +179,8 @@ def _asan_kernel(tmp_path: Path) -> Path | None:
     build = subprocess.run(
         [gcc, "-shared", "-fPIC", "-O1", "-g", "-fsanitize=address", "-fno-omit-frame-pointer",
          "-ffp-contract=off", f"-I{sysconfig.get_paths()['include']}",
-         str(ROOT / "arpwatchd" / "_kernel.c"), "-o", str(out)],
+         str(ROOT / "arpwatchd" / "_kernel.c"), str(ROOT / "arpwatchd" / "_recent.c"),
+         "-o", str(out)],
         capture_output=True, text=True, check=False)
     return out if build.returncode == 0 else None
 
@@ -204,6 +205,7 @@ def test_the_kernel_under_address_sanitizer(tmp_path: Path) -> None:
         "    'tests/test_kernel.py::test_any_batch_is_safe',\n"
         "    'tests/test_kernel.py::test_the_kernel_rejects_what_is_not_a_batch',\n"
         "    'tests/test_kernel.py::test_repeats_go_through_the_kernel',\n"
+        "    'tests/test_recent.py',\n"
         "    'tests/test_fastpath.py', '-k', 'not random_lans and not generated']))\n"
     )
     env = {**os.environ, "LD_PRELOAD": libasan, "ARPWATCHD_UNDER_ASAN": "1",
