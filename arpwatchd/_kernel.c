@@ -6,8 +6,9 @@
  * `run` walks a batch once, in order. A frame is a provable repeat when, before the horizon
  * (a hold ending, deferred refreshes due):
  *   - its bytes are a remembered steady frame's (the memo: the tracker said that frame only
- *     refreshed its sender's own settled claim), or it is a first sighting of a known claim
- *     to a new target (`claim`, `claimed`: the sender's half is a remembered one's);
+ *     refreshed its sender's own settled claim; a `Recent` table looked up straight from the
+ *     batch's bytes, so a known frame costs no bytes object), or a first sighting of a claim
+ *     known to a new target (`claim`, `claimed`: the sender's half is a remembered one's);
  *   - its binding was not silent for `inactive_after` since its last refresh, applied or
  *     pending (that is new activity: slow path), whatever the horizon: time steps back;
  *   - a request does not roll a flood or scan window into an alarm (`request`): the windows
@@ -125,8 +126,8 @@ enum { C_MEMO, C_PENDING, C_RECORD, C_LAST_SEEN, C_ASKED, C_ANSWERS, C_FLOOD_WIN
        C_SIZE };
 
 typedef struct {
-    PyObject *memo, *pending, *record, *last_seen;
-    Recent *asked, *answers;  /* the tracker's tables of requests and answers on record */
+    PyObject *pending, *record, *last_seen;
+    Recent *memo, *asked, *answers;  /* the tracker's tables of requests and answers on record */
     PyObject *claims;  /* None: no first sighting is judged by its claim (see `claim`) */
     PyObject *answers_owner, *claimed;
     double flood_window, scan_window, solicit, inactive;
@@ -456,7 +457,7 @@ done:
 }
 
 static int context(PyObject *const *item, Context *c) {
-    c->memo = item[C_MEMO];
+    c->memo = (Recent *)item[C_MEMO];
     c->pending = item[C_PENDING];
     c->record = item[C_RECORD];
     c->last_seen = item[C_LAST_SEEN];
@@ -465,13 +466,13 @@ static int context(PyObject *const *item, Context *c) {
     c->claims = item[C_CLAIMS];
     c->answers_owner = item[C_ANSWERS_OWNER];
     c->claimed = item[C_CLAIMED];
-    if (!PyDict_Check(c->memo) || !PyDict_Check(c->pending)
-        || (c->claims != Py_None && !PyDict_Check(c->claims))) {
-        PyErr_SetString(PyExc_TypeError, "memo, pending and claims must be dicts");
+    if (!PyDict_Check(c->pending) || (c->claims != Py_None && !PyDict_Check(c->claims))) {
+        PyErr_SetString(PyExc_TypeError, "pending and claims must be dicts");
         return -1;
     }
-    if (!Py_IS_TYPE(item[C_ASKED], &RecentType) || !Py_IS_TYPE(item[C_ANSWERS], &RecentType)) {
-        PyErr_SetString(PyExc_TypeError, "asked and answers must be Recent tables");
+    if (!Py_IS_TYPE(item[C_MEMO], &RecentType) || !Py_IS_TYPE(item[C_ASKED], &RecentType)
+        || !Py_IS_TYPE(item[C_ANSWERS], &RecentType)) {
+        PyErr_SetString(PyExc_TypeError, "memo, asked and answers must be Recent tables");
         return -1;
     }
     if (layout(&steady_layout, item[C_STEADY], steady_names, STEADY_FIELDS) < 0
@@ -526,25 +527,28 @@ static PyObject *run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
         if (stop > size) stop = size;
         if (stop < start) stop = start;
         double ts = (double)rec[0] + (double)rec[1] * 1e-6;  /* as `sec + usec * 1e-6` */
-        PyObject *frame = PyBytes_FromStringAndSize(data + start, (Py_ssize_t)(stop - start));
-        PyObject *ts_obj = frame != NULL ? PyFloat_FromDouble(ts) : NULL;
+        const char *raw = data + start;
+        Py_ssize_t len = (Py_ssize_t)(stop - start);
+        PyObject *frame = NULL;  /* made only for a frame the memo does not know */
+        PyObject *ts_obj = PyFloat_FromDouble(ts);
         int r = ts_obj != NULL ? 0 : -1;
         /* at the horizon (a hold ending, refreshes due) the slow path goes first */
         if (r == 0 && ts < horizon) {
-            PyObject *s = PyDict_GetItemWithError(c.memo, frame);
+            PyObject *s = recent_get_bytes(c.memo, raw, len, bytes_hash(raw, len));
             if (s != NULL) {
                 if (Py_IS_TYPE(s, steady_layout.type)) {
                     Py_INCREF(s);
                     r = repeat(&c, s, ts, ts_obj);
                     Py_DECREF(s);
                 }
-            } else if (PyErr_Occurred()) {
-                r = -1;
             } else if (c.claims != Py_None) {
-                r = claim(&c, frame, ts, ts_obj);
+                frame = PyBytes_FromStringAndSize(raw, len);
+                r = frame != NULL ? claim(&c, frame, ts, ts_obj) : -1;
                 claimed += r > 0;
             }
         }
+        if (r == 0 && frame == NULL && (frame = PyBytes_FromStringAndSize(raw, len)) == NULL)
+            r = -1;
         if (r == 0) {
             PyObject *argv[2] = {ts_obj, frame};
             PyObject *next = PyObject_Vectorcall(handle, argv, 2, NULL);

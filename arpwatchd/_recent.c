@@ -133,22 +133,54 @@ static void unindex(Recent *t, int32_t e) {
     t->index[i] = -1;
 }
 
+/* Takes entry `e` out of the table, handing over its key and value references. */
+static void detach(Recent *t, int32_t e, PyObject **key, PyObject **value) {
+    RecentEntry *en = &t->entries[e];
+    *key = en->key;
+    *value = en->value;
+    unindex(t, e);
+    unlink_entry(t, e);
+    en->key = en->value = NULL;
+    en->newer = t->free;
+    t->free = e;
+    t->used--;
+    t->version++;
+}
+
 /* Evicts the `count` oldest entries; their references are dropped once the table is whole. */
 static void evict(Recent *t, Py_ssize_t count) {
     while (count-- > 0 && t->oldest >= 0) {
-        int32_t e = t->oldest;
-        RecentEntry *en = &t->entries[e];
-        PyObject *key = en->key, *value = en->value;
-        unindex(t, e);
-        unlink_entry(t, e);
-        en->key = en->value = NULL;
-        en->newer = t->free;
-        t->free = e;
-        t->used--;
-        t->version++;
+        PyObject *key, *value;
+        detach(t, t->oldest, &key, &value);
         Py_DECREF(key);
         Py_DECREF(value);
     }
+}
+
+PyObject *recent_get_bytes(Recent *t, const char *data, Py_ssize_t size, Py_hash_t hash) {
+    for (size_t i = home(t, hash);; i = (i + 1) & t->mask) {
+        int32_t e = t->index[i];
+        if (e < 0) return NULL;
+        RecentEntry *en = &t->entries[e];
+        /* only a bytes key equals bytes (a subclass's __eq__ is never asked) */
+        if (en->hash == hash && PyBytes_CheckExact(en->key) && PyBytes_GET_SIZE(en->key) == size
+            && memcmp(PyBytes_AS_STRING(en->key), data, (size_t)size) == 0)
+            return en->value;
+    }
+}
+
+/* Removes `key`: 1 when it was on record (its value in `*value`, a new reference), 0 when not,
+ * -1 on error. */
+static int recent_pop(Recent *t, PyObject *key, PyObject **value) {
+    Py_hash_t hash = PyObject_Hash(key);
+    if (hash == -1) return -1;
+    size_t slot;
+    int32_t e = find(t, key, hash, &slot);
+    if (e < 0) return e == -1 ? 0 : -1;
+    PyObject *old;
+    detach(t, e, &old, value);
+    Py_DECREF(old);
+    return 1;
 }
 
 PyObject *recent_get(Recent *t, PyObject *key) {
@@ -288,6 +320,25 @@ static PyObject *py_first_in(Recent *t, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_TRUE;
 }
 
+static PyObject *py_pop(Recent *t, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "pop(key[, default])");
+        return NULL;
+    }
+    PyObject *value;
+    int found = recent_pop(t, args[0], &value);
+    if (found < 0) return NULL;
+    if (found) return value;
+    if (nargs == 2) return Py_NewRef(args[1]);
+    PyErr_SetObject(PyExc_KeyError, args[0]);
+    return NULL;
+}
+
+static PyObject *py_clear(Recent *t, PyObject *Py_UNUSED(ignored)) {
+    evict(t, t->used);
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_items(Recent *t, PyObject *Py_UNUSED(ignored)) {
     PyObject *list = PyList_New(0);
     for (int32_t e = t->oldest; list != NULL && e >= 0; e = t->entries[e].newer) {
@@ -314,6 +365,9 @@ static PyMethodDef recent_methods[] = {
      "within(key, ts, window): whether key was noted at most window before ts."},
     {"first_in", (PyCFunction)(void (*)(void))py_first_in, METH_FASTCALL,
      "first_in(key, ts, window): True (and notes ts) unless within(key, ts, window)."},
+    {"pop", (PyCFunction)(void (*)(void))py_pop, METH_FASTCALL,
+     "pop(key[, default]): removes key, giving its value (KeyError without a default)."},
+    {"clear", (PyCFunction)py_clear, METH_NOARGS, "clear(): forgets every entry."},
     {"items", (PyCFunction)py_items, METH_NOARGS, "items(): (key, value), oldest first."},
     {NULL, NULL, 0, NULL},
 };

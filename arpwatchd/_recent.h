@@ -32,4 +32,17 @@ PyObject *recent_get(Recent *t, PyObject *key);
  * the end; a new one in a full table first evicts the oldest 1/64 (as `trim_oldest`). */
 int recent_note(Recent *t, PyObject *key, PyObject *value);
 
+/* The value on record for the bytes key `data[:size]` (borrowed) without a bytes object,
+ * NULL when none: `hash` must be `bytes_hash(data, size)`. */
+PyObject *recent_get_bytes(Recent *t, const char *data, Py_ssize_t size, Py_hash_t hash);
+
+/* Python's hash of the bytes object `data[:size]`. */
+static inline Py_hash_t bytes_hash(const char *data, Py_ssize_t size) {
+#if PY_VERSION_HEX >= 0x030E0000
+    return Py_HashBuffer(data, size);
+#else
+    return _Py_HashBytes(data, size);
+#endif
+}
+
 #endif

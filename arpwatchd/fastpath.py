@@ -44,7 +44,7 @@ from arpwatchd.batch import Batch
 from arpwatchd.decode import ArpFrame, ArpKind
 from arpwatchd.events import Event
 from arpwatchd.kernel import KERNEL
-from arpwatchd.senders import SenderStats
+from arpwatchd.senders import PyRecent, SenderStats, recent
 from arpwatchd.tracker import Steady, Tracker
 
 DEFER = 300.0
@@ -84,9 +84,11 @@ class Pending:
 class FastPath:
     def __init__(self, tracker: Tracker) -> None:
         self.tracker = tracker
-        self._memos: dict[tuple[str, int], dict[bytes, Steady]] = {}
-        """Per interface and link type: the same bytes on two interfaces are two stations'
-        frames, and under another link type (one name, two replayed files) other fields."""
+        self._memos: dict[tuple[str, int], PyRecent] = {}
+        """Per interface and link type, frame bytes -> `Steady`: the same bytes on two
+        interfaces are two stations' frames, and under another link type (one name, two
+        replayed files) other fields. A `Recent` table, which the kernel reads without
+        making a bytes object of each frame; never full (`MAX_MEMOS` forgets all first)."""
         self._claims: dict[tuple[str, int], dict[bytes, Steady]] = {}
         """Per interface and link type: a steady frame of each claim (Ethernet bytes 6-31:
         source, ARP header, sender MAC and IP), for frames that repeat a claim to a new
@@ -129,7 +131,7 @@ class FastPath:
             return
         tracker = self.tracker
         table = (interface, linktype)
-        memo = self._memos.setdefault(table, {})
+        memo = self._memo(table)
         claims = self._claims.setdefault(table, {})
         # under a flood of new stations (few hits) no first sighting repeats a known claim:
         # looking for one would only cost
@@ -176,7 +178,7 @@ class FastPath:
         sightings of a known claim to a new target are judged by it too."""
         tracker = self.tracker
         policy = tracker.policy
-        memo = self._memos.setdefault(table, {})
+        memo = self._memo(table)
         known = self._claims.setdefault(table, {})
         return (memo, self._pending, Pending, tracker.last_seen, *tracker.tables,
                 policy.flood_window, policy.flood_frames, policy.scan_window,
@@ -184,7 +186,13 @@ class FastPath:
                 SenderStats, known if claims else None, tracker.answers_owner,
                 partial(self._remember, memo, known))
 
-    def _remember(self, memo: dict[bytes, Steady], claims: dict[bytes, Steady], frame: bytes,
+    def _memo(self, table: tuple[str, int]) -> PyRecent:
+        memo = self._memos.get(table)
+        if memo is None:
+            memo = self._memos[table] = recent(MAX_MEMOS)
+        return memo
+
+    def _remember(self, memo: PyRecent, claims: dict[bytes, Steady], frame: bytes,
                   steady: Steady, claim: bytes | None = None) -> None:
         """Remembers `frame` as steady in `memo`, and its sender's half `claim` (frame bytes 6
         to the ARP body's 18th) in `claims` unless that claim is remembered already. Called
@@ -192,7 +200,7 @@ class FastPath:
         if self._size >= MAX_MEMOS:
             self._forget_all()
         self._size += 1
-        memo[frame] = steady
+        memo.note(frame, steady)
         by_key = self._by_key
         if (frames := by_key.get(steady.key)) is None:
             frames = by_key[steady.key] = [frame]
@@ -213,7 +221,8 @@ class FastPath:
         if changed is None:
             self._forget_all()
             return
-        tables = (*self._memos.values(), *self._claims.values())  # one per interface
+        tables: list[PyRecent | dict[bytes, Steady]] = [
+            *self._memos.values(), *self._claims.values()]  # one per interface
         by_key = self._by_key
         for key in changed:
             for raw in by_key.pop(key, ()):
@@ -221,8 +230,10 @@ class FastPath:
                     table.pop(raw, None)
 
     def _forget_all(self) -> None:
-        for table in (*self._memos.values(), *self._claims.values()):
-            table.clear()
+        for memo in self._memos.values():
+            memo.clear()
+        for claims in self._claims.values():
+            claims.clear()
         self._by_key.clear()
         self._size = 0
 

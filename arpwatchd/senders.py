@@ -238,6 +238,12 @@ class PyRecent:
     def get(self, key: Hashable, default: Any = None) -> Any:
         return self._seen.get(key, default)
 
+    def pop(self, key: Hashable, *default: Any) -> Any:
+        return self._seen.pop(key, *default)
+
+    def clear(self) -> None:
+        self._seen.clear()
+
     def note(self, key: Hashable, value: Any) -> None:
         seen = self._seen
         if key in seen:

@@ -25,7 +25,7 @@ KEYS = st.one_of(
     st.tuples(st.sampled_from(["conflict", "flood"]), st.integers(0, 3), st.binary(max_size=6)),
 )
 OPS = st.lists(
-    st.tuples(st.sampled_from(["note", "get", "within", "first_in", "contains"]), KEYS,
+    st.tuples(st.sampled_from(["note", "get", "within", "first_in", "contains", "pop"]), KEYS,
               st.floats(min_value=0, max_value=100, allow_nan=False)),
     max_size=300,
 )
@@ -40,6 +40,8 @@ def run(table: Any, ops: list[tuple[str, Any, float]]) -> list[Any]:
             seen.append(table.get(key, "missing"))
         elif op == "within":
             seen.append(table.within(key, ts, 5.0))
+        elif op == "pop":
+            seen.append(table.pop(key, "missing"))
         elif op == "first_in":
             seen.append(table.first_in(key, ts, 5.0))
         else:
@@ -113,3 +115,17 @@ def test_bad_arguments_raise_not_crash() -> None:
     table.note("k", "not a time")
     with pytest.raises(TypeError):
         table.within("k", 1.0, 1.0)
+
+
+def test_pop_and_clear() -> None:
+    assert KERNEL is not None
+    for table in (KERNEL.Recent(8), PyRecent(8)):
+        for n in range(5):
+            table.note(bytes([n]) * 60, n)
+        assert table.pop(bytes([2]) * 60) == 2
+        assert table.pop(b"absent", "none") == "none"
+        with pytest.raises(KeyError):
+            table.pop(b"absent")
+        assert [v for _, v in table.items()] == [0, 1, 3, 4]
+        table.clear()
+        assert len(table) == 0 and not table.items()
