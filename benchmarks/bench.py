@@ -168,23 +168,28 @@ def arpwatchd_under_test(override: str | None, snapshot: str | None) -> Iterator
 
 
 def build_kernel(python: str, package: Path) -> None:
-    """Compiles a snapshot's C kernel (`_kernel.c`, issue 12) in place with the interpreter's
-    own compiler and flags, as the package's build does; without a compiler the snapshot runs
-    its pure-Python fast path, as an install would (said on stderr)."""
-    source = package / "_kernel.c"
-    if not source.exists():
+    """Compiles a snapshot's C kernel (`_kernel.c` and the other C files of the package, issue
+    12) in place with the interpreter's own compiler and flags, as the package's build does;
+    without a compiler the snapshot runs its pure-Python fast path, as an install would (said
+    on stderr)."""
+    if not (package / "_kernel.c").exists():
         return
+    sources = [str(path) for path in sorted(package.glob("*.c"))]
     script = (
         "import shlex, subprocess, sys, sysconfig\n"
         "v = sysconfig.get_config_var\n"
-        "src, out = sys.argv[1], sys.argv[2] + v('EXT_SUFFIX')\n"
-        "obj = out + '.o'\n"
+        "out, srcs = sys.argv[1] + v('EXT_SUFFIX'), sys.argv[2:]\n"
         "cc = [*shlex.split(v('CC')), *shlex.split(v('CFLAGS')), *shlex.split(v('CCSHARED')),\n"
         "      '-I' + sysconfig.get_paths()['include'], '-ffp-contract=off']\n"
-        "subprocess.run([*cc, '-c', src, '-o', obj], check=True)\n"
-        "subprocess.run([*shlex.split(v('LDSHARED')), obj, '-o', out], check=True)\n"
+        "objs = [src + '.o' for src in srcs]\n"
+        "for src, obj in zip(srcs, objs):\n"
+        "    subprocess.run([*cc, '-c', src, '-o', obj], check=True)\n"
+        "subprocess.run([*shlex.split(v('LDSHARED')), *objs, '-o', out], check=True)\n"
+        "import importlib.util\n"
+        "spec = importlib.util.spec_from_file_location('arpwatchd._kernel', out)\n"
+        "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
     )
-    done = subprocess.run([python, "-c", script, str(source), str(package / "_kernel")],
+    done = subprocess.run([python, "-c", script, str(package / "_kernel"), *sources],
                           capture_output=True, text=True, check=False)
     if done.returncode != 0:
         print(f"bench.py: the snapshot's C kernel did not build; its fast path runs in "
