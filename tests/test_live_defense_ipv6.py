@@ -1,12 +1,13 @@
 """End to end: the sensor defending an IPv6 address against thc-ipv6's fake_advertise6, with
 real Linux neighbour caches (issue 17; docs/defense.md, "IPv6 addresses").
 
-Three hosts on the lab bridge (tests/ndplab.py: ULA fd00:17::/64, a flooding bridge): an owner
-holding fd00:17::1, a victim that has talked to it (its kernel resolved the owner, so
-``ip -6 neigh`` has an entry to poison: Linux creates no entry from an unsolicited NA, it only
-updates one), and an attacker running ``atk6-fake_advertise6``, which tells the victim by
-unicast NAs (O set, S clear) that fd00:17::1 is at the attacker's MAC. The sensor runs
-``arpwatchd run`` on the bridge with fd00:17::1 under ``defend.addresses``.
+Four hosts on the lab bridge (tests/ndplab.py: ULA fd00:17::/64, a flooding bridge): an owner
+holding fd00:17::1, a victim that has talked to it (its kernel resolved the owner, so ``ip -6
+neigh`` has an entry to poison: Linux creates no entry from an unsolicited NA, it only updates
+one; a bystander that never talked to it shows that), and an attacker running
+``atk6-fake_advertise6``, which tells the victim by unicast NAs (O set, S clear) that
+fd00:17::1 is at the attacker's MAC. The sensor runs ``arpwatchd run`` on the bridge with
+fd00:17::1 under ``defend.addresses``.
 
 First, with no sensor, one lie poisons the victim and nothing puts it back (the control).
 Then, with the sensor, three lies a second apart: each is answered by the sensor's NA, and the
@@ -38,6 +39,7 @@ from arpwatchd.ndp import NdpFrame, NdpKind, decode_ndp
 pytestmark = pytest.mark.live
 
 OWNER, VICTIM, ATTACKER = "02:00:00:17:00:01", "02:00:00:17:00:0b", "02:00:00:17:00:66"
+BYSTANDER = "02:00:00:17:00:77"
 OWNED_IP, VICTIM_IP, ATTACKER_IP = ndplab.address(0x1), ndplab.address(0xB), ndplab.address(0x66)
 LIES = 3
 WAIT = 20.0
@@ -85,6 +87,7 @@ def test_sensor_restores_a_victim_poisoned_by_fake_advertise6_with_an_na() -> No
         owner = ndplab.add_host(lab, "o", OWNER, [OWNED_IP])
         victim = ndplab.add_host(lab, "v", VICTIM, [VICTIM_IP])
         attacker = ndplab.add_host(lab, "m", ATTACKER, [ATTACKER_IP])
+        bystander = ndplab.add_host(lab, "w", BYSTANDER, [ndplab.address(0x77)])
         pin_neigh(owner, VICTIM_IP, VICTIM)
         assert ndplab.ping6(victim, OWNED_IP, count=1) == 1
         assert victim.neigh(OWNED_IP) == OWNER
@@ -110,8 +113,14 @@ def test_sensor_restores_a_victim_poisoned_by_fake_advertise6_with_an_na() -> No
         events = sensor.events()
         log = sensor.log()
         final = victim.neigh(OWNED_IP)
+        # a host with no entry gets none from the NAs (Linux: accept_untracked_na 0), and
+        # the owner keeps its address (the NAs carry it; only a tentative one would fail DAD)
+        bystander_entry = bystander.neigh_entry(OWNED_IP)
+        owner_flags = ndplab.address_flags(owner, OWNED_IP)
 
     assert final == OWNER, log
+    assert bystander_entry is None, bystander_entry
+    assert owner_flags == [], owner_flags
     conflicts = pick(events, "conflict", ip=OWNED_IP)
     assert conflicts, events
     assert (conflicts[0]["family"], conflicts[0]["mac"], conflicts[0]["reason"]) == (
