@@ -232,6 +232,15 @@ def test_one_global_token_bucket_for_both_families() -> None:
     assert len(d.due(T0 + 0.25)) == 1
 
 
+def test_announce_at_start_announces_an_ipv6_address_with_the_na() -> None:
+    d = defender(announce_at_start=True)
+    d.start(T0)
+    sends = [s for t in (0.0, 2.0) for s in d.due(T0 + t)]
+    assert [(s.event.reason, s.event.family, s.event.previous_mac) for s in sends] == [
+        ("announce_at_start", "ipv6", None)] * 2
+    assert all(ndp(s.frame).claim == (IPv6Address(IP), parse_mac(OWNER)) for s in sends)
+
+
 def _batch(ts: float, raw: bytes) -> Batch:
     sec = int(ts)
     return Batch(raw, META.pack(sec, round((ts - sec) * 1e6), 0, len(raw)))
