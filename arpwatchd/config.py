@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from arpwatchd.addresses import (
     ip_text,
+    is_ipv6,
     mac_text,
     network_text,
     parse_address,
@@ -526,7 +527,7 @@ class _Reader:
         return mode, interval, locktime
 
     def owned(self, node: _Node) -> OwnedAddress:
-        fields = node.mapping({"ip", "mac", "interface", "vlan", "group"})
+        fields = node.mapping({"ip", "mac", "interface", "vlan", "group", "router"})
         for required in ("ip", "mac", "interface"):
             if required not in fields:
                 raise node.fail(f"a defended address needs '{required}'")
@@ -537,17 +538,18 @@ class _Reader:
         group = frozenset(m.convert(_mac) for m in fields["group"].sequence()) \
             if "group" in fields else frozenset()
         ip = fields["ip"].convert(_ip)
-        if ip > 0xFFFFFFFF:
-            raise fields["ip"].fail(
-                f"defending IPv6 addresses is not supported yet (no neighbour advertisement "
-                f"is sent): list {ip_text(ip)} under 'protected' to have other MACs' claims "
-                f"reported as conflicts")
+        router = fields["router"].convert(_bool) if "router" in fields else False
+        if "router" in fields and not is_ipv6(ip):
+            raise fields["router"].fail(
+                f"'router' is the R flag of the neighbour advertisement that defends an IPv6 "
+                f"address; {ip_text(ip)} is defended with ARP, which has none")
         return OwnedAddress(
             ip=ip,
             mac=fields["mac"].convert(_mac),
             interface=interface,
             vlan=vlan or None,
             group=group,
+            router=router,
         )
 
     def suppress_rule(self, node: _Node) -> SuppressRule:

@@ -1,7 +1,12 @@
 """Defending owned addresses (DESIGN.md section 5): when to re-announce, decided purely.
 
-The sensor re-announces an owned address (ARP Announcement: broadcast request, sender IP =
-target IP = the address, sender MAC = the owner, target MAC zero) when another MAC claims it.
+The sensor re-announces an owned address when another MAC claims it: an IPv4 address with an
+ARP Announcement (broadcast request, sender IP = target IP = the address, sender MAC = the
+owner, target MAC zero), an IPv6 address with an unsolicited Neighbor Advertisement (RFC 4861
+7.2.6: to all-nodes ff02::1 from the address, O set, S clear, R only for a router, target
+link-layer option and Ethernet source = the owner; `ndpframes.neighbor_advertisement`). Both
+families go through the same episodes, spacing, budget and token bucket below: one home for
+each rate rule.
 
 Theory of operation. A claim of an owned address by a MAC outside its group opens (or extends)
 an *episode* for that address; an episode ends after `episode_end` of intruder silence. Two
@@ -25,6 +30,9 @@ changes nothing, so it does not move the lock either. Hence:
   answer per address per `locktime`;
 - the last word is applied by any victim whatever it did with the frames before, and a last
   word does not hold back the next answer.
+For IPv6 there is no lock to respect: Linux has none for neighbours (`neigh_update` lets a
+later NA with O replace the entry at once, docs/ipv6.md), so no NDP claim is "ignored" and
+every one is answered within the same spacing; the last word follows as for ARP.
 Mode `rfc5227` keeps RFC 5227 section 2.4's DEFEND_INTERVAL: at most one defense per address
 per 10 s, the last claim answered only when that interval allows.
 
@@ -39,12 +47,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from ipaddress import IPv6Address
+from typing import TYPE_CHECKING
 
-from arpwatchd.addresses import ip_text, mac_text
+from arpwatchd.addresses import family_of, ip6_number, ip6_value, ip_text, is_ipv6, mac_text
 from arpwatchd.decode import ArpFrame
 from arpwatchd.events import Event, EventKind
 from arpwatchd.frames import REPLY, announcement
 from arpwatchd.policy import DomainMatch
+
+if TYPE_CHECKING:
+    from arpwatchd.ndp import NdpFrame  # the NDP modules load with the first IPv6 defense
 
 DEFEND_INTERVAL = 10.0
 """RFC 5227 section 2.4: a host defends an address at most once per this many seconds."""
@@ -68,6 +81,10 @@ class OwnedAddress:
     interface: str
     vlan: int | None = None
     group: frozenset[bytes] = frozenset()
+    router: bool = False
+    """IPv6: the owner is a router, so the defense NA sets R. Clear by default; set it for a
+    router's address, since a host that sees R go from set to clear removes that router from
+    its default router list (RFC 4861 7.2.5)."""
 
     def allows(self, mac: bytes) -> bool:
         return mac == self.mac or mac in self.group
@@ -203,38 +220,52 @@ class Defender:
         self._start.sort(key=lambda item: item[0])
 
     def observe(self, frame: ArpFrame, ts: float) -> list[Event]:
-        """Notes a claim of an owned address by a MAC that may not hold it."""
+        """Notes an ARP claim of an owned address by a MAC that may not hold it."""
         if not frame.is_claim:
             return []
-        key = (frame.interface, frame.vlan, frame.spa)
+        # an ordinary reply: not gratuitous in Linux's sense (spa = tpa and tha = sha)
+        ordinary = frame.op == REPLY and not (frame.spa == frame.tpa and frame.tha == frame.sha)
+        return self._claimed((frame.interface, frame.vlan, frame.spa), frame.sha, ts, ordinary)
+
+    def observe_ndp(self, frame: NdpFrame, ts: float) -> list[Event]:
+        """Notes an NDP claim (`NdpFrame.claim`: an NA's target, the source of an NS, RS or
+        RA with a link-layer option) of an owned IPv6 address by a MAC that may not hold it.
+        Linux keeps no lock time for IPv6 neighbours, so no such claim is ever ignored."""
+        claim = frame.claim
+        if claim is None:
+            return []
+        return self._claimed((frame.interface, frame.vlan, ip6_value(claim[0])), claim[1], ts,
+                             ordinary_reply=False)
+
+    def _claimed(self, key: tuple[str, int | None, int], mac: bytes, ts: float,
+                 ordinary_reply: bool) -> list[Event]:
+        """Opens or extends the episode of `key` for a claim by `mac`, of either family."""
         address = self._owned.get(key)
-        if address is None or address.allows(frame.sha):
+        if address is None or address.allows(mac):
             return []
         episode = self._episodes.get(key)
         if episode is None or ts - episode.last_claim > self.policy.episode_end:
-            episode = self._episodes[key] = _Episode(frame.sha, ts)
+            episode = self._episodes[key] = _Episode(mac, ts)
         episode.last_claim = ts
-        episode.intruder = frame.sha
-        if episode.unanswered is None and not self._ignored(frame, ts, episode):
+        episode.intruder = mac
+        if episode.unanswered is None and not (
+                ordinary_reply and self._ignored(ts, episode)):
             episode.unanswered = ts
         if self.policy.mode is DefenseMode.LAST_WORD:
             episode.word_due = ts + max(self.policy.locktime, self.policy.delay)
         if episode.sent >= self.policy.budget and not episode.failed:
             episode.failed = True
-            return [self._event(ts, EventKind.DEFENSE_FAILED, address, frame.sha,
+            return [self._event(ts, EventKind.DEFENSE_FAILED, address, mac,
                                 count=episode.sent)]
         return []
 
-    def _ignored(self, frame: ArpFrame, ts: float, episode: _Episode) -> bool:
-        """Whether victims ignore this claim: an ordinary reply (not gratuitous in Linux's
-        sense: spa = tpa and tha = sha) within `locktime` of the previous answer, which put
-        their entries back on the owner and locked them (LAB_NOTES row 1). Answering it only
-        re-announces what victims have, and such an announcement does not move their lock:
-        the intruder's next reply after it would win, and its answer be held back. The last
-        word still follows it."""
+    def _ignored(self, ts: float, episode: _Episode) -> bool:
+        """Whether victims ignore an ordinary ARP reply at `ts`: one within `locktime` of the
+        previous answer, which put their entries back on the owner and locked them (LAB_NOTES
+        row 1). Answering it only re-announces what victims have, and such an announcement
+        does not move their lock: the intruder's next reply after it would win, and its answer
+        be held back. The last word still follows it."""
         if self.policy.mode is not DefenseMode.LAST_WORD or episode.last_answer is None:
-            return False
-        if frame.op != REPLY or (frame.spa == frame.tpa and frame.tha == frame.sha):
             return False
         return ts < episode.last_answer + self.policy.locktime
 
@@ -289,9 +320,12 @@ class Defender:
     def _send(
         self, now: float, address: OwnedAddress, intruder: bytes | None, why: str, count: int
     ) -> Send:
-        source = address.mac if self.policy.use_owner_mac_as_source \
-            else self._nic_macs.get(address.interface, address.mac)
-        frame = announcement(address.ip, address.mac, eth_src=source, vlan=address.vlan)
+        if is_ipv6(address.ip):
+            frame = _advertisement(address)
+        else:
+            source = address.mac if self.policy.use_owner_mac_as_source \
+                else self._nic_macs.get(address.interface, address.mac)
+            frame = announcement(address.ip, address.mac, eth_src=source, vlan=address.vlan)
         event = self._event(now, EventKind.DEFENSE_SENT, address, intruder, reason=why,
                             count=count or None)
         return Send(address.interface, frame, event)
@@ -309,7 +343,7 @@ class Defender:
         return Event(ts=ts, kind=kind, interface=address.interface, vlan=address.vlan,
                      ip=ip_text(address.ip), mac=mac_text(address.mac),
                      previous_mac=mac_text(intruder) if intruder else None,
-                     reason=reason, count=count)
+                     reason=reason, count=count, family=family_of(address.ip))
 
     def _refill(self, now: float) -> None:
         if self._tokens_at is not None:
@@ -322,3 +356,19 @@ class Defender:
             self._tokens -= 1.0
             return True
         return False
+
+
+def _advertisement(address: OwnedAddress) -> bytes:
+    """The IPv6 defense: an unsolicited NA (RFC 4861 7.2.6) to all-nodes ff02::1 from the
+    address, hop limit 255, O set (RFC 4861 7.2.5: a receiver with an entry for the address
+    replaces its link-layer address and marks it STALE), S clear (it answers no
+    solicitation), R as configured, target = the address, target link-layer option = the
+    owner MAC, in the domain's 802.1Q tag. The Ethernet source is the owner MAC too, whatever
+    `ethernet_source` says for ARP: an NA whose option names another MAC than its Ethernet
+    source is what an NDP monitor (this sensor's `ethernet_mismatch`) or a switch's ND
+    inspection takes for a spoofer, and it is what the owner itself (and keepalived) sends."""
+    # imported here: an IPv4-only defender never loads the NDP modules (start-up)
+    from arpwatchd.ndpframes import neighbor_advertisement  # noqa: PLC0415
+
+    return neighbor_advertisement(IPv6Address(ip6_number(address.ip)), address.mac,
+                                  router=address.router, vlan=address.vlan)

@@ -12,12 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from arpwatchd.addresses import ip_text, mac_text, network_text
+from arpwatchd.addresses import ip_text, is_ipv6, mac_text, network_text
 from arpwatchd.events import format_ts
 from arpwatchd.policy import ANY_VLAN, DomainMatch
 
 if TYPE_CHECKING:
     from arpwatchd.config import Config
+    from arpwatchd.defend import OwnedAddress
     from arpwatchd.hooks import HookConfig
     from arpwatchd.syslog import SyslogConfig
 
@@ -85,8 +86,7 @@ def summary(config: Config) -> dict[str, Any]:
 def _defend(config: Config) -> dict[str, Any]:
     d = config.defense
     return {
-        "addresses": [{"ip": ip_text(a.ip), "mac": mac_text(a.mac), "interface": a.interface,
-                       "vlan": a.vlan, "group": _macs(a.group)} for a in d.addresses],
+        "addresses": [_owned(a) for a in d.addresses],
         "mode": d.mode.value,
         "interval": d.spacing,
         "locktime": d.locktime,
@@ -96,6 +96,15 @@ def _defend(config: Config) -> dict[str, Any]:
         "announce_at_start": d.announce_at_start,
         "ethernet_source": "owner" if d.use_owner_mac_as_source else "nic",
     }
+
+
+def _owned(a: OwnedAddress) -> dict[str, Any]:
+    """A defended address; an IPv6 one also says what defends it (the NA's R flag)."""
+    out: dict[str, Any] = {"ip": ip_text(a.ip), "mac": mac_text(a.mac),
+                           "interface": a.interface, "vlan": a.vlan, "group": _macs(a.group)}
+    if is_ipv6(a.ip):
+        out["router"] = a.router
+    return out
 
 
 def _syslog(syslog: SyslogConfig | None) -> dict[str, Any] | None:

@@ -123,10 +123,10 @@ class _Copy:
     store_events_dropped: int
     store_writes: int
     frame_errors: int
-    defense_sent: dict[str, int]
-    defense_last_word: dict[str, int]
-    defense_failures: dict[str, int]
-    defense_send_errors: dict[str, int]
+    defense_sent: dict[tuple[str, str], int]
+    defense_last_word: dict[tuple[str, str], int]
+    defense_failures: dict[tuple[str, str], int]
+    defense_send_errors: dict[tuple[str, str], int]
     tracker: TrackerStats | None
     outputs: dict[str, int]
 
@@ -351,26 +351,29 @@ class ArpwatchCollector(Collector):
         yield CounterMetricFamily(
             PREFIX + "store_events_dropped", "Events left out of the stored history because "
             "the state store could not be written for too long.", value=c.store_events_dropped)
+        labels = ["interface", "family"]
         defense = (
             (c.defense_sent, CounterMetricFamily(
-                PREFIX + "defense_packets_sent", "ARP announcements sent to defend owned "
-                "addresses, by interface.", labels=["interface"])),
+                PREFIX + "defense_packets_sent", "Frames sent to defend owned addresses, by "
+                "interface and address family (ipv4: ARP announcements, ipv6: unsolicited "
+                "neighbour advertisements).", labels=labels)),
             (c.defense_last_word, CounterMetricFamily(
-                PREFIX + "defense_last_word_packets_sent", "Of the defense announcements, those "
+                PREFIX + "defense_last_word_packets_sent", "Of the defense frames, those "
                 "sent as the last word, the lock time after an intruder's last claim.",
-                labels=["interface"])),
+                labels=labels)),
             (c.defense_send_errors, CounterMetricFamily(
-                PREFIX + "defense_send_errors", "Defense announcements that could not be sent "
-                "(interface lost, libpcap error).", labels=["interface"])),
+                PREFIX + "defense_send_errors", "Defense frames that could not be sent "
+                "(interface lost, libpcap error).", labels=labels)),
             (c.defense_failures, CounterMetricFamily(
                 PREFIX + "defense_failures", "Defenses that failed: the intruder still claimed "
-                "the address after defend_max announcements (defense_failed events).",
-                labels=["interface"])),
+                "the address after defend_max defenses (defense_failed events).",
+                labels=labels)),
         )
-        for values, family in defense:
-            for interface in sorted(set(interfaces) | set(values)):
-                family.add_metric([interface], values.get(interface, 0))
-            yield family
+        known = [(interface, f) for interface in interfaces for f in FAMILIES]
+        for values, metric in defense:
+            for (interface, f), n in sorted(_with_zeros(values, known).items()):
+                metric.add_metric([interface, f], n)
+            yield metric
         for name, value in sorted(c.outputs.items()):  # only the outputs configured
             yield CounterMetricFamily(PREFIX + name, _OUTPUT_HELP.get(name, name), value=value)
 

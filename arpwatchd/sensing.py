@@ -110,9 +110,10 @@ def _configured(args: argparse.Namespace) -> Config:
 
 
 LIVE_LATER = ("arpwatchd.vendors", "arpwatchd.ndp", "arpwatchd.syslog", "arpwatchd.hooks",
-              "arpwatchd.defend")
+              "arpwatchd.defend", "arpwatchd.ndpframes")
 """Modules a replay imports on first use but a live sensor may need hours later: at its first
-event (vendor names), first IPv6 frame, or a reload that turns syslog, hooks or defense on."""
+event (vendor names), first IPv6 frame, first IPv6 defense (the NA builder), or a reload that
+turns syslog, hooks or defense on."""
 
 
 def _import_what_a_live_sensor_may_need() -> None:

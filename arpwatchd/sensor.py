@@ -53,6 +53,8 @@ WRITE_FOLD = 16_384
 so this keeps up, and the fold's rows (transient, ~450 bytes each) stay a few MiB: 65,536 at a
 time made a capped flood's RSS step up by 30 MiB once the journal reached JOURNAL_MAX."""
 OWN_FRAMES_KEPT = 1024
+_DEFENSE_FRAME = {"ipv4": "ARP announcement", "ipv6": "neighbour advertisement"}
+"""What defends an address of each family, for the log."""
 _KIND_FAMILY = itemgetter(1, 13)
 """An `Event`'s kind and family (its second and last fields)."""
 
@@ -203,7 +205,9 @@ class Sensor:
     def _ndp(self, frame: bytes, ts: float, decoder: Decoder, events: list[Event],
              skipped: dict[str, int]) -> bool:
         """An IPv6 frame (EtherType 0x86DD after the VLAN walk, `decode_ndp`) to the tracker's
-        IPv6 rules; anything else is skipped by reason. No defense: ARP only (docs/ipv6.md)."""
+        IPv6 rules and, when it defends addresses, to the defender (a claim of a defended
+        IPv6 address is answered with an NA, docs/defense.md); anything else is skipped by
+        reason."""
         # imported here: a sensor that never sees IPv6 never pays for the module (start-up)
         from arpwatchd.ndp import NdpFrame, NdpInvalid, decode_ndp  # noqa: PLC0415
 
@@ -217,6 +221,9 @@ class Sensor:
         found = self.tracker.observe_ndp(result, ts)
         if found:
             events.extend(found)
+        defender = self.defender
+        if defender is not None and defender.active and isinstance(result, NdpFrame):
+            events.extend(defender.observe_ndp(result, ts))
         with self.stats.lock:
             kind = "invalid" if isinstance(result, NdpInvalid) else result.kind.value
             self.stats.ndp_packets[(decoder.interface, kind)] += 1
@@ -241,21 +248,23 @@ class Sensor:
         events = []
         for send in sent:
             if dry_run:
-                log.warning("dry run: would send on %s: %s", send.interface, send.frame.hex())
+                log.warning("dry run: would send on %s (%s %s): %s", send.interface,
+                            _DEFENSE_FRAME[send.event.family], send.event.ip, send.frame.hex())
                 events.append(send.event._replace(reason="dry_run"))
                 continue
             self._own_frames[send.frame] = None
             if len(self._own_frames) > OWN_FRAMES_KEPT:
                 trim_oldest(self._own_frames, OWN_FRAMES_KEPT)
             events.append(send.event)
+            where = (send.interface, send.event.family)
             with self.stats.lock:
-                self.stats.defense_sent[send.interface] += 1
+                self.stats.defense_sent[where] += 1
                 if send.event.reason == "last_word":
-                    self.stats.defense_last_word[send.interface] += 1
+                    self.stats.defense_last_word[where] += 1
         for send, reason in failed:
             self._once(reason)
             with self.stats.lock:
-                self.stats.defense_send_errors[send.interface] += 1
+                self.stats.defense_send_errors[(send.interface, send.event.family)] += 1
         self._emit(events)
 
     def tick(self, now: float) -> None:
@@ -311,7 +320,7 @@ class Sensor:
                         if event.kind is EventKind.FAILOVER:
                             self.stats.failovers[(event.interface, str(event.vlan or ""))] += 1
                         elif event.kind is EventKind.DEFENSE_FAILED:
-                            self.stats.defense_failures[event.interface] += 1
+                            self.stats.defense_failures[(event.interface, event.family)] += 1
             events, silenced = self.suppressor.split(events)
             if silenced:
                 with self.stats.lock:

@@ -54,13 +54,17 @@ class SensorStats:
         self.store_events_dropped = 0
         """Events the history lost because the store could not be written for too long."""
         self.frame_errors = 0
-        self.defense_sent: Counter[str] = Counter()
-        self.defense_last_word: Counter[str] = Counter()
-        """interface -> defense frames sent as the last word after an intruder's last claim."""
-        self.defense_failures: Counter[str] = Counter()
-        """interface -> defense_failed events (the intruder kept claiming after defend_max)."""
-        self.defense_send_errors: Counter[str] = Counter()
-        """interface -> defense frames libpcap could not send."""
+        self.defense_sent: Counter[tuple[str, str]] = Counter()
+        """(interface, family) -> defense frames sent: ARP announcements (ipv4), neighbour
+        advertisements (ipv6)."""
+        self.defense_last_word: Counter[tuple[str, str]] = Counter()
+        """(interface, family) -> defense frames sent as the last word after an intruder's
+        last claim."""
+        self.defense_failures: Counter[tuple[str, str]] = Counter()
+        """(interface, family) -> defense_failed events (the intruder kept claiming after
+        defend_max)."""
+        self.defense_send_errors: Counter[tuple[str, str]] = Counter()
+        """(interface, family) -> defense frames libpcap could not send."""
         self.tracker: TrackerStats | None = None
         self.outputs: Callable[[], dict[str, int]] | None = None
         """Counters of the optional outputs (syslog, hook), read at scrape time."""

@@ -1,6 +1,7 @@
 """IPv6 in the config (issue 17): protected addresses, failover groups, networks (bogons),
 suppression rules and `bindings --ip` take IPv6 addresses and prefixes; errors and warnings
-are the IPv4 ones; defending an IPv6 address is refused, never silently ignored.
+are the IPv4 ones; `defend.addresses` takes IPv6 addresses too (a neighbour advertisement
+defends them, tests/test_defend_ipv6.py), with `router` for the NA's R flag.
 
 Why: before, the config read IPv4 only, so no IPv6 address could be protected or a bogon,
 and a rule for one was a config error with no hint that the tracker does see IPv6.
@@ -122,10 +123,17 @@ def test_suppress_rules_match_ipv6_in_any_spelling() -> None:
     (f"failover_groups:\n  - {{ips: ['fe80::1%eth0x'], macs: ['{GW}', '{BACKUP}']}}\n",
      "site.yml: failover_groups[0].ips[0] (line 2): not an IPv4 or IPv6 address: "
      "'fe80::1%eth0x' (no zone index: the domain is 'interface' and 'vlan')"),
-    (f"defend:\n  addresses:\n    - {{ip: 'fd00:17::1', mac: '{GW}', interface: eth0}}\n",
-     "site.yml: defend.addresses[0].ip (line 3): defending IPv6 addresses is not supported "
-     "yet (no neighbour advertisement is sent): list fd00:17::1 under 'protected' to have "
-     "other MACs' claims reported as conflicts"),
+    (f"defend:\n  addresses:\n    - {{ip: 10.0.0.1, mac: '{GW}', interface: eth0, "
+     "router: true}\n",
+     "site.yml: defend.addresses[0].router (line 3): 'router' is the R flag of the neighbour "
+     "advertisement that defends an IPv6 address; 10.0.0.1 is defended with ARP, which has "
+     "none"),
+    (f"defend:\n  addresses:\n    - {{ip: 'fd00:17::1', mac: '{GW}', interface: eth0, "
+     "router: maybe}\n",
+     "site.yml: defend.addresses[0].router (line 3): expected true or false, got 'maybe'"),
+    (f"defend:\n  addresses:\n    - {{ip: 'fd00:17::1', mac: '{GW}', interface: eth0}}\n"
+     f"    - {{ip: 'FD00:17:0::1', mac: '{GW}', interface: eth0}}\n",
+     "site.yml: defend.addresses[1] (line 4): this address is listed twice"),
 ])
 def test_bad_ipv6_names_key_and_line(text: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -185,3 +193,34 @@ def test_bindings_ip_takes_an_ipv6_prefix(tmp_path: Path) -> None:
     one = cli("bindings", "--state", state, "--ip", "fd00:17::1c")
     assert "fd00:17::1c" in one and "fd00:17::1d" not in one
     assert "fd00:17" not in cli("bindings", "--state", state, "--ip", "0.0.0.0/0")
+
+
+def test_defended_ipv6_in_any_spelling_is_protected_and_printed(tmp_path: Path) -> None:
+    """A defended IPv6 address is read in any spelling, is protected too (other MACs' claims
+    are conflicts), and check-config prints it in RFC 5952 text with its R flag."""
+    site = tmp_path / "site.yml"
+    site.write_text(f"""\
+defend:
+  addresses:
+    - {{ip: 'FD00:17:0:0:0:0:0:1', mac: '{GW}', interface: eth0, vlan: 10, router: true}}
+    - {{ip: 'fe80:0::0:1', mac: '{GW}', interface: eth0}}
+    - {{ip: 10.0.0.1, mac: '{GW}', interface: eth0}}
+capture: {{interfaces: [eth0]}}
+""")
+    config = parse_config(site.read_text())
+    gw6, ll, _ = config.defense.addresses
+    assert (gw6.ip, gw6.vlan, gw6.router) == (parse_address("fd00:17::1"), 10, True)
+    assert (ll.ip, ll.vlan, ll.router) == (parse_address("fe80::1"), None, False)
+    assert config.policy.protection("eth0", 10, parse_address("fd00:17::1")) is not None
+    done = subprocess.run([sys.executable, "-m", "arpwatchd", "check-config", str(site)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    assert printed["defend"]["addresses"] == [
+        {"ip": "fd00:17::1", "mac": GW, "interface": "eth0", "vlan": 10, "group": [],
+         "router": True},
+        {"ip": "fe80::1", "mac": GW, "interface": "eth0", "vlan": None, "group": [],
+         "router": False},
+        {"ip": "10.0.0.1", "mac": GW, "interface": "eth0", "vlan": None, "group": []},
+    ]
+    assert [p["ip"] for p in printed["protected"]] == ["fd00:17::1", "fe80::1", "10.0.0.1"]

@@ -8,8 +8,10 @@ from arpbuild import garp, reply, request
 
 from arpwatchd.addresses import parse_ip, parse_mac
 from arpwatchd.config import ConfigError, parse_config
+from arpwatchd.decode import ArpFrame
 from arpwatchd.defend import Defender, DefenseMode, DefensePolicy, OwnedAddress
 from arpwatchd.events import Event, EventKind
+from arpwatchd.ndp import NdpFrame
 
 OWNER = "02:00:00:00:00:01"
 PEER = "02:00:00:00:00:02"
@@ -41,11 +43,12 @@ GARP = garp(EVIL, IP)
 """A gratuitous request: overrides any lock."""
 
 
-def attack(d: Defender, claims: list[float], until: float, frame: bytes = GARP
+def attack(d: Defender, claims: list[float], until: float, frame: ArpFrame | NdpFrame = GARP
            ) -> list[tuple[float, str]]:
     """Claims at `claims` (seconds after T0), each followed at once by a look for due frames,
     as the daemon does after a batch, and a look at every `next_due`; returns (seconds after
-    T0, reason) of each defense up to `until`."""
+    T0, reason) of each defense up to `until`. An NDP claim goes where the sensor sends it
+    (`observe_ndp`, tests/test_defend_ipv6.py)."""
     sent: list[tuple[float, str]] = []
     pending = sorted(claims)
     while True:
@@ -56,7 +59,10 @@ def attack(d: Defender, claims: list[float], until: float, frame: bytes = GARP
         now = min(times)
         if pending and pending[0] == now:
             pending.pop(0)
-            d.observe(frame, T0 + now)
+            if isinstance(frame, NdpFrame):
+                d.observe_ndp(frame, T0 + now)
+            else:
+                d.observe(frame, T0 + now)
         sent += [(round(s.event.ts - T0, 3), s.event.reason or "") for s in d.due(T0 + now)]
 
 

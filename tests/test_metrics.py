@@ -79,10 +79,11 @@ def test_collector_reads_every_counter() -> None:
     state.restarts, state.last_arp = 1, 1234.5
     stats.store_writes, stats.store_write_errors, stats.frame_errors = 8, 2, 1
     stats.store_events_dropped = 5
-    stats.defense_sent["eth0"] = 4
-    stats.defense_last_word["eth0"] = 2
-    stats.defense_failures["eth0"] = 1
-    stats.defense_send_errors["eth0"] = 3
+    stats.defense_sent[("eth0", "ipv4")] = 4
+    stats.defense_sent[("eth0", "ipv6")] = 7
+    stats.defense_last_word[("eth0", "ipv4")] = 2
+    stats.defense_failures[("eth0", "ipv4")] = 1
+    stats.defense_send_errors[("eth0", "ipv6")] = 3
     stats.tracker = _tracker()
     get = _registry(stats).get_sample_value
 
@@ -114,10 +115,14 @@ def test_collector_reads_every_counter() -> None:
     assert get("arpwatchd_store_write_errors_total") == 2
     assert get("arpwatchd_store_events_dropped_total") == 5
     assert get("arpwatchd_frame_errors_total") == 1
-    assert get("arpwatchd_defense_packets_sent_total", iface) == 4
-    assert get("arpwatchd_defense_last_word_packets_sent_total", iface) == 2
-    assert get("arpwatchd_defense_failures_total", iface) == 1
-    assert get("arpwatchd_defense_send_errors_total", iface) == 3
+    v4, v6 = {**iface, "family": "ipv4"}, {**iface, "family": "ipv6"}
+    assert get("arpwatchd_defense_packets_sent_total", v4) == 4
+    assert get("arpwatchd_defense_packets_sent_total", v6) == 7  # NAs: told apart by family
+    assert get("arpwatchd_defense_last_word_packets_sent_total", v4) == 2
+    assert get("arpwatchd_defense_last_word_packets_sent_total", v6) == 0
+    assert get("arpwatchd_defense_failures_total", v4) == 1
+    assert get("arpwatchd_defense_send_errors_total", v4) == 0
+    assert get("arpwatchd_defense_send_errors_total", v6) == 3
 
 
 def test_build_info_carries_the_version() -> None:
@@ -162,8 +167,10 @@ def test_known_series_are_exported_at_zero() -> None:
                    {"interface": "eth0", "reason": reason.value}) == 0
     # A domain with bindings has a failover series before its first failover.
     assert get("arpwatchd_failovers_total", {"interface": "eth0", "vlan": "20"}) == 0
-    assert get("arpwatchd_defense_packets_sent_total", {"interface": "eth0"}) == 0
-    assert get("arpwatchd_defense_failures_total", {"interface": "eth0"}) == 0
+    for family in ("ipv4", "ipv6"):
+        for name in ("defense_packets_sent", "defense_last_word_packets_sent",
+                     "defense_send_errors", "defense_failures"):
+            assert get(f"arpwatchd_{name}_total", {"interface": "eth0", "family": family}) == 0
     assert get("arpwatchd_last_arp_timestamp_seconds", {"interface": "eth0"}) == 0
     assert get("arpwatchd_active_conflicts") == 0
 
