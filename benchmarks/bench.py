@@ -25,7 +25,12 @@ targets of issue 12 are checked on this run's figures, in one table (floor, meas
 * flood with `limits: {max_bindings: N/10}` (100,000 at full scale): RSS stays flat once the
   cap is reached, and evictions are counted (read from the sensor's metrics, `replay --serve`);
 * mirror: arpwatchd >= 0.8x tcpdump with the same filter;
-* live: zero kernel drops up to the sender's ceiling (tcpreplay's top speed), next to it.
+* live: zero kernel drops up to the sender's ceiling (tcpreplay's top speed), next to it;
+* dualstack (issue 17): ARP throughput among 25 % NDP at least 0.9x ARP alone. The
+  dualstack mix is the normal mix's ARP frames with the same hosts' NDP among them, so
+  arpwatchd also replays the mix's NDP frames alone (`dualstack-ndp`) and an empty capture:
+  ARP alone takes normal - empty, ARP among NDP dualstack - dualstack-ndp (start-up and the
+  NDP frames' own work cancel out), on interleaved runs.
 
 Each target is one small function in `TARGETS`.
 
@@ -76,6 +81,9 @@ TOOLS = ("arpwatchd", "arpwatch", "tcpdump")
 RSS_SAMPLE_S = 0.05
 DEFAULT_CAP = 100_000  # arpwatchd's default max_senders and max_pending
 FLOOD_RSS_MIB = 300  # issue 12: peak RSS of the 1 M-station flood, default max_bindings
+ARP_AMONG_NDP = 0.9  # issue 17: ARP throughput among NDP drops by at most 10 %
+PARTS = ("dualstack-ndp", "empty")
+"""Replayed by arpwatchd alone, for the dualstack target: the mix's NDP frames, no frames."""
 
 
 # ----------------------------------------------------------------------------- setup
@@ -699,13 +707,34 @@ def live_target(results: Results) -> Target | None:
                   bool(ours["all_clean"]) and results.live_note == "ran")
 
 
+def dualstack_target(results: Results) -> Target | None:
+    """ARP frames among NDP against ARP alone: (normal - empty) / (dualstack - dualstack-ndp)
+    in wall time, the same ARP frames on both sides."""
+    walls = {c: s.wall for (tool, c), s in results.summaries.items()
+             if tool == "arpwatchd" and s.ok}
+    if not {"normal", "dualstack", *PARTS} <= set(walls):
+        return None
+    alone = walls["normal"] - walls["empty"]
+    among = walls["dualstack"] - walls["dualstack-ndp"]
+    if alone <= 0 or among <= 0:
+        return Target(DUALSTACK_TARGET, f">= {ARP_AMONG_NDP:g}x", "- (too short to tell)", None)
+    ratio = alone / among
+    return Target(DUALSTACK_TARGET, f">= {ARP_AMONG_NDP:g}x",
+                  f"{ratio:.2f}x (ARP {among:.2f} s among NDP, {alone:.2f} s alone; the whole "
+                  f"dual-stack file {walls['dualstack'] / walls['normal']:.2f}x the normal "
+                  "mix's time)", ratio >= ARP_AMONG_NDP)
+
+
+DUALSTACK_TARGET = "dualstack: ARP throughput among 25 % NDP vs ARP alone (normal)"
+
+
 def _pps(value: float | None) -> str:
     return "no rate (drops at every one)" if value is None else f"{value:,.0f}/s"
 
 
 TARGETS: list[Callable[[Results], Target | None]] = [
     normal_target, small_target, flood_target, flood_rss_target, capped_target,
-    mirror_target, live_target,
+    mirror_target, live_target, dualstack_target,
 ]
 """The issue's targets, one small function each (None: not measured in this run)."""
 
@@ -886,8 +915,18 @@ def startup_check(under: UnderTest, runs: int = 20) -> Target:
 def _order(captures: list[str], runs: int) -> Iterator[tuple[int, str, str]]:
     for i in range(runs):
         for capture in captures:
-            for tool in TOOLS:
+            for tool in ("arpwatchd",) if capture in PARTS else TOOLS:
                 yield i, capture, tool
+
+
+def _dualstack_parts(folder: Path, paths: dict[str, Path]) -> dict[str, int]:
+    """Writes the PARTS beside the dualstack capture; returns their frame counts."""
+    ndp = folder / "dualstack-ndp.pcap"
+    empty = folder / "empty.pcap"
+    counts = {"dualstack-ndp": gen_captures.ndp_only(paths["dualstack"], ndp), "empty": 0}
+    empty.write_bytes(gen_captures._PCAP_HEADER.pack(0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+    paths.update({"dualstack-ndp": ndp, "empty": empty})
+    return counts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -950,6 +989,10 @@ def _bench(args: argparse.Namespace, under: UnderTest, command: str) -> int:
     names = [s.name for s in gen_captures.specs(scale) if not args.only or s.name in args.only]
     paths = {n: folder / f"{n}.pcap" for n in names}
     frames = {n: int(str(manifest[n]["frames"])) for n in names}
+    measured = dict(paths)  # what callgrind.py cuts (it makes its own NDP-alone cut)
+    if {"normal", "dualstack"} <= set(names):
+        frames.update(_dualstack_parts(folder, paths))
+        names += list(PARTS)
 
     info = machine_info(under)
     digest_before = source_digest(under.sources)
@@ -958,7 +1001,7 @@ def _bench(args: argparse.Namespace, under: UnderTest, command: str) -> int:
     for key, value in info.items():
         print(f"{key}: {value}  ")
     print()
-    for name in names:
+    for name in (n for n in names if n in manifest):
         m = manifest[name]
         spec = m["spec"]
         assert isinstance(spec, dict)
@@ -1017,16 +1060,18 @@ def _bench(args: argparse.Namespace, under: UnderTest, command: str) -> int:
     print("\n## Live capture (live.py)\n")
     print(live_table or f"live: {results.live_note}")
     sys.stdout.flush()
-    counts = run_callgrind(args, under, paths)
+    counts = run_callgrind(args, under, measured)
     if counts:
         print("\n## Instructions per frame (callgrind, whole process, first frames of each "
               "capture)\n")
         print(callgrind.table(counts))
         print("\nper frame = (instructions of the cut capture - instructions of an empty "
               "one) / frames; callgrind.py says how.")
+        for line in callgrind.arp_among_ndp(counts):
+            print(f"\n{line}")
 
     targets = [*check_targets(results), startup_check(under)]
-    print("\n## Targets (issue 12)\n")
+    print("\n## Targets (issues 12 and 17)\n")
     print(targets_table(targets))
     print(f"\ntotal benchmark time: {time.perf_counter() - started:.0f} s")
     digest_after = source_digest(under.sources)
@@ -1049,7 +1094,7 @@ def _bench(args: argparse.Namespace, under: UnderTest, command: str) -> int:
     if args.json:
         args.json.write_text(json.dumps({
             "command": command, "machine": info, "scale": scale,
-            "captures": {n: manifest[n] for n in names},
+            "captures": {n: manifest[n] for n in names if n in manifest},
             "summaries": [asdict(s) for s in summaries.values()],
             "runs": [{k: v for k, v in asdict(r).items() if k != "rss_samples"}
                      for rs in runs.values() for r in rs],

@@ -36,8 +36,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gen_captures  # a sibling script, not a package
 
 FRAMES = {"normal": 100_000, "small": 100_000, "flood": 20_000, "mirror": 500_000,
-          "vlan": 50_000}
-"""Frames counted per mix: each run is about 1-3 G instructions (30-60 s under callgrind)."""
+          "vlan": 50_000, "dualstack": 132_000}
+"""Frames counted per mix: each run is about 1-3 G instructions (30-60 s under callgrind).
+The dualstack cut holds about the normal cut's 100,000 ARP frames (the same ones) and NDP."""
+NDP_ALONE = "dualstack-ndp"
+"""The dualstack cut without its ARP frames, counted with it (`arp_among_ndp`)."""
 VARIANTS: dict[str, dict[str, str]] = {"kernel": {}, "python": {"ARPWATCHD_KERNEL": "off"},
                                        "arpwatch": {}}
 ARPWATCH = "/usr/sbin/arpwatch"
@@ -58,6 +61,8 @@ class Count:
     startup: int | None
     objects: dict[str, int] = field(default_factory=dict)
     """Instructions of the cut file's run by shared object, exclusive (`by_object`)."""
+    arp_frames: int = 0
+    """ARP frames in the cut (all of them but in the mirror and dualstack mixes)."""
 
     @property
     def per_frame(self) -> float | None:
@@ -165,6 +170,9 @@ def measure(command: Sequence[str], env: dict[str, str], captures: dict[str, Pat
         for mix, path in captures.items():
             cut = folder / f"{mix}.pcap"
             cuts[mix] = (cut, cut_capture(path, cut, cut_at.get(mix, 50_000)))
+            if mix == "dualstack":
+                alone = folder / f"{NDP_ALONE}.pcap"
+                cuts[NDP_ALONE] = (alone, gen_captures.ndp_only(cut, alone))
         jobs_list = [(mix, variant) for variant in variants for mix in cuts]
 
         def one(job: tuple[str, str]) -> tuple[int | None, dict[str, int]]:
@@ -178,9 +186,45 @@ def measure(command: Sequence[str], env: dict[str, str], captures: dict[str, Pat
 
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             done = dict(zip(jobs_list, pool.map(one, jobs_list), strict=True))
-    return [Count(mix, variant, cuts[mix][1], done[(mix, variant)][0], done[("", variant)][0],
-                  done[(mix, variant)][1])
-            for variant in variants for mix in captures]
+        return [Count(mix, variant, cuts[mix][1], done[(mix, variant)][0],
+                      done[("", variant)][0], done[(mix, variant)][1],
+                      count_arp(cuts[mix][0]))
+                for variant in variants for mix in cuts if mix]
+
+
+def count_arp(path: Path) -> int:
+    """ARP frames (untagged or tagged) in a classic little-endian pcap."""
+    data = path.read_bytes()
+    at, arp = _PCAP_HEADER, 0
+    while at + _RECORD.size <= len(data):
+        caplen = _RECORD.unpack_from(data, at)[2]
+        arp += gen_captures.is_arp(data[at + _RECORD.size:at + _RECORD.size + caplen])
+        at += _RECORD.size + caplen
+    return arp
+
+
+def arp_among_ndp(counts: list[Count]) -> list[str]:
+    """Issue 17's bar, one line per variant: instructions per ARP frame in the dual-stack
+    cut, without its NDP frames' own cost (the dualstack run minus the run of its NDP frames
+    alone: start-up and NDP cancel out), against the ARP-only normal cut (its same first ARP
+    frames), and the NDP frames' cost each."""
+    by = {(c.mix, c.variant): c for c in counts}
+    lines = []
+    for variant in dict.fromkeys(c.variant for c in counts):
+        mixed, alone, normal = (by.get((m, variant)) for m in ("dualstack", NDP_ALONE, "normal"))
+        if mixed is None or alone is None or normal is None or None in (
+                mixed.total, alone.total, normal.per_frame) or not mixed.arp_frames:
+            continue
+        assert mixed.total is not None and alone.total is not None
+        assert normal.per_frame is not None
+        per_arp = (mixed.total - alone.total) / mixed.arp_frames
+        ndp = "-" if alone.per_frame is None else f"{alone.per_frame:,.0f}"
+        lines.append(
+            f"{variant}: {per_arp:,.0f} instructions per ARP frame among NDP "
+            f"({mixed.arp_frames:,} ARP and {alone.frames:,} NDP frames) against "
+            f"{normal.per_frame:,.0f} per frame of the ARP-only normal mix "
+            f"({100 * (per_arp / normal.per_frame - 1):+.1f} %); each NDP frame alone {ndp}")
+    return lines
 
 
 def table(counts: list[Count]) -> str:
@@ -247,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
                          args.jobs, log=lambda m: print(f"callgrind: {m}", file=sys.stderr),
                          frames=dict(args.frames))
     print(table(counts))
+    for line in arp_among_ndp(counts):
+        print(f"\n{line}")
     return 0 if counts and all(c.total is not None for c in counts) else 1
 
 

@@ -27,6 +27,17 @@ mirror   5 M frames of a mirror port over 5 min, 2 % ARP (the normal mix's traff
 vlan     1 M ARP frames of an 802.1Q trunk: 8 VLANs (10, 20, ... 80), each a /24 with 250
          hosts reusing the same range 10.1.0.0/24 and a router-on-a-stick gateway 10.1.0.1
          with one MAC on every VLAN. LBL arpwatch ignores tagged ARP.
+dualstack the normal mix's 1 M ARP frames, the very same frames at the same times, with
+         the same hosts' IPv6 neighbour discovery among them (25 % of the frames, ~333 k):
+         each host has its EUI-64 link-local address and fd00:20::/64 + its IPv4 address,
+         and resolves the same neighbours as over ARP, as the Linux kernel does it
+         (docs/ipv6.md, "Facts measured in the lab"): 40 % multicast NS from the global
+         address (the gateway: from and for link-local addresses) with the source link-layer
+         option, answered by NA S+O with the target option; 60 % unicast reachability probes
+         from the link-local address with the option, answered by NA with S only and no
+         option; 0.5 % DAD probes for a new temporary address nobody holds (RFC 8981).
+         Moved IPv4 addresses keep their IPv6 on the old machine. `ndp_only` writes the NDP
+         frames alone, so a benchmark can tell the cost of the ARP frames among NDP.
 
 A manifest (`manifest.json`) beside the files records the parameters, the frame counts and
 the number of distinct claims, so the benchmark can tell a stale file from a current one.
@@ -37,6 +48,7 @@ Usage: gen_captures.py [--quick] [--out DIR] [--only NAME ...] [--force]
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import random
 import struct
@@ -66,6 +78,13 @@ _REPLY = 2
 _OUIS = (b"\x00\x1b\x21", b"\xf4\x8e\x38", b"\x3c\xd9\x2b", b"\x00\x1e\x7a", b"\x3c\x22\xfb",
          b"\xac\x1f\x6b", b"\x54\xee\x75", b"\x00\x50\x56")
 _FLUSH_BYTES = 16 << 20
+_ETH_IPV6 = 0x86DD
+_ICMPV6 = 58
+_NS, _NA = 135, 136
+_NA_SOLICITED, _NA_OVERRIDE = 0x40, 0x20
+_IPV6_HEAD = struct.Struct("!6s6sHIHBB16s16s")
+_ULA = bytes.fromhex("fd000020000000000000")  # fd00:20::/64, the first 10 bytes
+_UNSPECIFIED = bytes(16)
 
 
 class PcapWriter:
@@ -148,19 +167,7 @@ class Segment:
                          self.ips[who], self.vlan)]
         if r < 0.00355:
             return [self._move(rng.randrange(1 + self.servers, self.hosts + 1))]
-        if rng.random() < 0.15:
-            asker, target = 0, rng.randrange(1, self.hosts + 1)
-        else:
-            asker = rng.randrange(1, self.hosts + 1)
-            pick = rng.random()
-            if pick < 0.45:
-                target = 0
-            elif pick < 0.80:
-                target = rng.randrange(1, self.servers + 1)
-            else:
-                target = rng.choice(self.peers[asker])
-            if target == asker:
-                target = 0
+        asker, target = self.pair(rng)
         amac, aip, tmac, tip = self.macs[asker], self.ips[asker], self.macs[target], self.ips[
             target]
         dst = _BROADCAST if rng.random() < 0.7 else tmac
@@ -168,6 +175,21 @@ class Segment:
         if rng.random() < 0.97:
             frames.append(_arp(_REPLY, amac, tmac, tmac, tip, amac, aip, self.vlan))
         return frames
+
+    def pair(self, rng: random.Random) -> tuple[int, int]:
+        """Who asks for whom (0 is the gateway): the gateway for a host (15 %), else a host
+        for the gateway (45 %), a server (35 %) or one of its peers (20 %)."""
+        if rng.random() < 0.15:
+            return 0, rng.randrange(1, self.hosts + 1)
+        asker = rng.randrange(1, self.hosts + 1)
+        pick = rng.random()
+        if pick < 0.45:
+            target = 0
+        elif pick < 0.80:
+            target = rng.randrange(1, self.servers + 1)
+        else:
+            target = rng.choice(self.peers[asker])
+        return asker, 0 if target == asker else target
 
     def _announce(self, who: int) -> bytes:
         mac, ip = self.macs[who], self.ips[who]
@@ -286,6 +308,144 @@ def mirror_frames(
         yield t0 + int(i * gap_us), frame
 
 
+# -- IPv6 neighbour discovery (the dualstack mix) ---------------------------------------------
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def _ndp(eth_dst: bytes, eth_src: bytes, src: bytes, dst: bytes, icmp_type: int, flags: int,
+         target: bytes, option: int, lla: bytes | None) -> bytes:
+    """An NS or NA with hop limit 255 and a valid ICMPv6 checksum (RFC 4861 4.3, 4.4);
+    `option` 1 (source) or 2 (target link-layer address) carries `lla`, or none."""
+    body = bytes([icmp_type, 0, 0, 0, flags, 0, 0, 0]) + target
+    if lla is not None:
+        body += bytes([option, 1]) + lla
+    pseudo = src + dst + struct.pack("!I3xB", len(body), _ICMPV6)
+    body = body[:2] + _checksum(pseudo + body).to_bytes(2, "big") + body[4:]
+    return _IPV6_HEAD.pack(eth_dst, eth_src, _ETH_IPV6, 0x60000000, len(body), _ICMPV6, 255,
+                           src, dst) + body
+
+
+def _link_local(mac: bytes) -> bytes:
+    """The EUI-64 link-local address of `mac` (RFC 4291 appendix A)."""
+    return b"\xfe\x80" + bytes(6) + bytes([mac[0] ^ 2]) + mac[1:3] + b"\xff\xfe" + mac[3:]
+
+
+def _solicited_node(ip: bytes) -> tuple[bytes, bytes]:
+    """The solicited-node group of `ip` and its Ethernet multicast address (RFC 4291 2.7.1,
+    RFC 2464 7)."""
+    group = bytes.fromhex("ff0200000000000000000001ff") + ip[13:]
+    return group, b"\x33\x33" + group[12:]
+
+
+class Ndp:
+    """The IPv6 side of a `Segment`: the same hosts, their original MACs, the same choice of
+    neighbours; frames depend only on (asker, target, kind), as over ARP."""
+
+    def __init__(self, lan: Segment, rng: random.Random) -> None:
+        self.rng = rng
+        self.lan = lan
+        self.macs = list(lan.macs)  # a moved IPv4 address leaves its IPv6 on the old machine
+        self.globals = [_ULA + ip.to_bytes(4, "big")[-4:].rjust(6, b"\0") for ip in lan.ips]
+        self.link_locals = [_link_local(mac) for mac in self.macs]
+        self._cache: dict[tuple[int, int, bool], list[bytes]] = {}
+
+    def exchange(self) -> list[bytes]:
+        rng = self.rng
+        lan = self.lan
+        if rng.random() < 0.005:
+            return [self._dad(rng.randrange(1, lan.hosts + 1))]
+        asker, target = lan.pair(rng)
+        probe = rng.random() < 0.6
+        key = (asker, target, probe)
+        frames = self._cache.get(key)
+        if frames is None:
+            frames = self._cache[key] = self._resolve(asker, target, probe)
+        return frames if rng.random() < 0.97 else frames[:1]
+
+    def _resolve(self, asker: int, target: int, probe: bool) -> list[bytes]:
+        amac, tmac = self.macs[asker], self.macs[target]
+        # hosts reach the gateway by its link-local address (the default route's next hop)
+        router = 0 in (asker, target)
+        tip = self.link_locals[target] if router else self.globals[target]
+        if probe:  # NUD: unicast, from the link-local address, with the option
+            src = self.link_locals[asker]
+            ns = _ndp(tmac, amac, src, tip, _NS, 0, tip, 1, amac)
+            na = _ndp(amac, tmac, tip, src, _NA, _NA_SOLICITED, tip, 2, None)
+        else:  # resolution: to the solicited-node group, from the route's source address
+            src = self.link_locals[asker] if router else self.globals[asker]
+            group, eth = _solicited_node(tip)
+            ns = _ndp(eth, amac, src, group, _NS, 0, tip, 1, amac)
+            na = _ndp(amac, tmac, tip, src, _NA, _NA_SOLICITED | _NA_OVERRIDE, tip, 2, tmac)
+        return [ns, na]
+
+    def _dad(self, who: int) -> bytes:
+        """A new temporary address: DAD probe from ::, no option, nobody answers."""
+        new = _ULA[:8] + self.rng.randbytes(8)
+        group, eth = _solicited_node(new)
+        return _ndp(eth, self.macs[who], _UNSPECIFIED, group, _NS, 0, new, 1, None)
+
+
+def ndp_frames(ndp: Ndp, count: int, duration_s: float, rng: random.Random
+               ) -> Iterator[tuple[int, bytes]]:
+    """About `count` NDP frames over `duration_s` (Poisson starts, answers 0.1-0.6 ms
+    later), from the same start as `lan_frames`."""
+    mean_gap_us = duration_s * 1e6 / (count / 1.96)
+    t = 1_700_000_000 * 1_000_000
+    end = t + int(duration_s * 1e6)
+    expo = rng.expovariate
+    while True:
+        t += 1 + int(expo(1.0 / mean_gap_us))
+        if t >= end:
+            return
+        at = t
+        for frame in ndp.exchange():
+            yield at, frame
+            at += 100 + rng.randrange(500)
+        t = max(t, at)
+
+
+def dualstack_frames(spec: Spec) -> Iterator[tuple[int, bytes]]:
+    """The normal mix's ARP frames (its own seed: byte for byte the same) merged by time with
+    the same hosts' NDP (another seed)."""
+    rng = random.Random(f"{SEED}:normal:{spec.frames}")
+    lan = Segment(rng, _ip("10.20.0.0"), spec.hosts)
+    ndp_rng = random.Random(f"{SEED}:{spec.name}:{spec.frames}")
+    ndp = Ndp(lan, ndp_rng)
+    ndp_count = round(spec.frames * (1 - spec.arp_share) / spec.arp_share)
+    arp = lan_frames([lan], spec.frames, spec.duration_s, rng)
+    return heapq.merge(arp, ndp_frames(ndp, ndp_count, spec.duration_s, ndp_rng),
+                       key=lambda tf: tf[0])
+
+
+def is_arp(frame: bytes) -> bool:
+    return frame[12:14] == b"\x08\x06" or frame[16:18] == b"\x08\x06"
+
+
+def ndp_only(source: Path, target: Path) -> int:
+    """Copies the records of a classic pcap that are not ARP (the dualstack mix's NDP) to
+    `target`; returns how many."""
+    data = source.read_bytes()
+    out = bytearray(data[:_PCAP_HEADER.size])
+    at, kept = _PCAP_HEADER.size, 0
+    while at + _RECORD.size <= len(data):
+        caplen = _RECORD.unpack_from(data, at)[2]
+        end = at + _RECORD.size + caplen
+        if not is_arp(data[at + _RECORD.size:end]):
+            out += data[at:end]
+            kept += 1
+        at = end
+    target.write_bytes(out)
+    return kept
+
+
 @dataclass(frozen=True)
 class Spec:
     """What one capture is; the manifest stores it to detect stale files."""
@@ -314,6 +474,9 @@ def specs(scale: float) -> list[Spec]:
              description="mirror port, 2 % ARP among TCP/UDP"),
         Spec("vlan", n(1_000_000), 3600.0 * scale, hosts=250, vlans=8,
              description="802.1Q trunk, 8 VLANs reusing 10.1.0.0/24"),
+        # frames: the ARP frames (the normal mix's); NDP comes on top, 25 % of the file
+        Spec("dualstack", n(1_000_000), 3600.0 * scale, hosts=2000, arp_share=0.75,
+             description="the normal mix with the same hosts' NDP as 25 % of the frames"),
     ]
 
 
@@ -325,6 +488,8 @@ def _frames_for(spec: Spec, rng: random.Random) -> tuple[Iterator[tuple[int, byt
         return flood_frames(spec.frames, spec.duration_s, rng), info
     if spec.name == "mirror":
         return mirror_frames(spec.frames, spec.duration_s, spec.arp_share, rng), info
+    if spec.name == "dualstack":
+        return dualstack_frames(spec), info
     if spec.name == "vlan":
         gateway = _random_mac(rng)
         segments = [Segment(rng, _ip("10.1.0.0"), spec.hosts, vlan=10 * (i + 1),
@@ -348,7 +513,7 @@ def generate(spec: Spec, out: Path) -> dict[str, object]:
     distinct: set[int] = set()
     for t_us, frame in frames:
         add(t_us, frame)
-        if frame[12:14] == b"\x08\x06" or frame[16:18] == b"\x08\x06":
+        if is_arp(frame):
             arp += 1
             distinct.add(hash(frame))
     writer.close()
@@ -388,7 +553,7 @@ def ensure(out: Path, scale: float, only: list[str] | None = None, force: bool =
             continue
         started = time.perf_counter()
         manifest[spec.name] = generate(spec, out)
-        log(f"generated {out / (spec.name + '.pcap')}: {spec.frames:,} frames in "
+        log(f"generated {out / (spec.name + '.pcap')}: {manifest[spec.name]['frames']:,} frames in "
             f"{time.perf_counter() - started:.1f} s")
         _manifest_path(out).write_text(json.dumps(
             {"version": GENERATOR_VERSION, "seed": SEED, "captures": manifest}, indent=2))

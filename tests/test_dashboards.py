@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry
 
 from arpwatchd.config import MetricsConfig, load_config
-from arpwatchd.metrics import build_registry
+from arpwatchd.metrics import FAMILIES, NDP_KINDS, build_registry
 from arpwatchd.stats import SensorStats
 from arpwatchd.tracker import ActiveConflict, TrackerStats
 
@@ -33,7 +34,7 @@ needs_promtool = pytest.mark.skipif(
     PROMTOOL is None, reason="promtool not installed (Debian package 'prometheus'; CI has it)")
 
 PANEL_TYPES = {"alertlist", "row", "stat", "table", "timeseries"}
-VARIABLES = {"datasource", "job", "site", "sensor", "interface", "vlan"}
+VARIABLES = {"datasource", "job", "site", "sensor", "family", "interface", "vlan"}
 PER_MINUTE_UNITS = {"suffix: events/min", "suffix: packets/min"}
 
 
@@ -60,15 +61,18 @@ def dashboard_expressions(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
     return found
 
 
-def _exported_names() -> set[str]:
+def _registry() -> CollectorRegistry:
     stats = SensorStats()
     stats.capture("eth0")
     stats.tracker = TrackerStats(
         bindings={("eth0", None): 1}, active_conflicts=(
             ActiveConflict("eth0", None, "10.0.0.1", "02:00:00:00:00:02", "02:00:00:00:00:01"),),
         conflicts_active_total=1, holds_active=0, bindings_evicted=0, senders_tracked=0)
-    registry = build_registry(stats, load_config(None), started=0.0)
-    return {sample.name for metric in registry.collect() for sample in metric.samples}
+    return build_registry(stats, load_config(None), started=0.0)
+
+
+def _exported_names() -> set[str]:
+    return {sample.name for metric in _registry().collect() for sample in metric.samples}
 
 
 def test_dashboard_has_the_fields_grafana_requires() -> None:
@@ -150,6 +154,36 @@ def test_dashboard_variables() -> None:
         if "$sensor" in expr:
             assert 'site=~"$site"' in expr, where
     assert used <= VARIABLES
+
+
+def test_events_carry_the_address_family() -> None:
+    """Issue 17: every panel and annotation on arpwatchd_events_total selects the `family`
+    variable (ipv4 from ARP, ipv6 from neighbour discovery), the event panels draw one series
+    per family, and an NDP panel sits beside the ARP one."""
+    d = _dashboard()
+    on_events = [(where, expr) for where, expr in dashboard_expressions(d)
+                 if "arpwatchd_events_total" in expr]
+    assert on_events
+    for where, expr in on_events:
+        assert 'family=~"$family"' in expr, where
+    panels = {p["title"]: p for p in d["panels"]}
+    for title in ("Events by type", "Events by severity", "Events by address family"):
+        (target,) = panels[title]["targets"]
+        assert re.search(r"sum by \([^)]*\bfamily\b", target["expr"]), title
+        assert "{{family}}" in target["legendFormat"], title
+    (ndp,) = panels["NDP rate by kind"]["targets"]
+    assert "arpwatchd_ndp_packets_total" in ndp["expr"] and "sum by (kind)" in ndp["expr"]
+    assert panels["NDP rate by kind"]["gridPos"]["w"] == panels["ARP rate by kind"]["gridPos"]["w"]
+    for kind in NDP_KINDS:
+        assert kind in panels["NDP rate by kind"]["description"], kind
+    (family,) = [v for v in d["templating"]["list"] if v["name"] == "family"]
+    assert "arpwatchd_events_total" in family["definition"]
+    labels = {labels for metric in _registry().collect() if metric.name == "arpwatchd_events"
+              for labels in [tuple(sorted(s.labels)) for s in metric.samples]}
+    assert labels == {("event", "family", "severity")}
+    values = {s.labels["family"] for metric in _registry().collect()
+              if metric.name == "arpwatchd_events" for s in metric.samples}
+    assert values == set(FAMILIES)
 
 
 def test_per_minute_panels_say_so() -> None:

@@ -364,7 +364,7 @@ def test_every_dashboard_and_alert_expression_runs_on_a_fleet_of_two_sensors(
     dashboard = json.loads((DASHBOARDS / "arpwatchd.json").read_text(encoding="utf-8"))
     variables = {v["name"]: v for v in dashboard["templating"]["list"] if v["type"] == "query"}
     everything = {"datasource": "prometheus", "job": ".*", "site": ".*", "sensor": ".*",
-                  "interface": ".*", "vlan": ".*", "__rate_interval": "1m",
+                  "interface": ".*", "vlan": ".*", "family": ".*", "__rate_interval": "1m",
                   "__interval": "15s", "__range": "1h"}
 
     # Template variables, every sensor selected, then lab-b's site alone.
@@ -375,6 +375,7 @@ def test_every_dashboard_and_alert_expression_runs_on_a_fleet_of_two_sensors(
     assert options["sensor"] == [("lab-a", "lab-a"), ("lab-b", "lab-b")]
     assert options["interface"] == [("eth1", "eth1"), (INTERFACE, INTERFACE)]
     assert options["vlan"] == [(CONFLICT_VLAN, CONFLICT_VLAN), ("untagged", UNTAGGED)]
+    assert options["family"] == [("ipv4", "ipv4"), ("ipv6", "ipv6")]  # both pre-initialised
     lyon = dict(everything, site="lyon")
     assert _variable_options(prometheus, variables["sensor"], lyon) == [("lab-b", "lab-b")]
     lab_b = dict(lyon, sensor="lab-b")
@@ -397,6 +398,10 @@ def test_every_dashboard_and_alert_expression_runs_on_a_fleet_of_two_sensors(
     kinds = {s["metric"]["kind"] for s in results["timeseries ARP rate by kind/A"]}
     assert kinds >= {"announcement", "request"}
     assert "conflict" in {s["metric"]["event"] for s in results["timeseries Events by type/A"]}
+    assert {s["metric"]["family"] for s in results["timeseries Events by address family/A"]} \
+        == {"ipv4", "ipv6"}
+    assert {s["metric"]["kind"] for s in results["timeseries NDP rate by kind/A"]} >= {
+        "solicitation", "unsolicited_advertisement"}  # pre-initialised to 0 per interface
 
     def one(found: dict[str, list[dict[str, Any]]], key: str) -> float:
         (sample,) = found[key]
