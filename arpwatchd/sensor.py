@@ -207,7 +207,8 @@ class Sensor:
         """An IPv6 frame (EtherType 0x86DD after the VLAN walk, `decode_ndp`) to the tracker's
         IPv6 rules and, when it defends addresses, to the defender (a claim of a defended
         IPv6 address is answered with an NA, docs/defense.md); anything else is skipped by
-        reason."""
+        reason. False: the fast path proves ARP repeats only, so an NDP frame is never
+        remembered (whatever the tracker's last ARP verdict was)."""
         # imported here: a sensor that never sees IPv6 never pays for the module (start-up)
         from arpwatchd.ndp import NdpFrame, NdpInvalid, decode_ndp  # noqa: PLC0415
 
@@ -227,7 +228,7 @@ class Sensor:
         with self.stats.lock:
             kind = "invalid" if isinstance(result, NdpInvalid) else result.kind.value
             self.stats.ndp_packets[(decoder.interface, kind)] += 1
-        return True
+        return False
 
     def _is_defense(self, frame: ArpFrame) -> bool:
         """An announcement of a defended address by its owner, sent from the sensor's NIC: the

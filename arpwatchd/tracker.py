@@ -279,6 +279,10 @@ class Tracker:
         # imported here: a sensor that never sees IPv6 never pays for the module (start-up)
         from arpwatchd.ndp import NdpInvalid, NdpKind  # noqa: PLC0415
 
+        # the fast path replays ARP frames only: an NDP frame is never a steady one, and the
+        # last ARP frame's verdict must not stand for it (paths below that observe nothing)
+        self._steady = self._steady_of = None
+        self.steady_created = False
         if isinstance(frame, NdpInvalid):
             src = ip6_value(frame.src)
             return self._observe6(ArpFrame(frame.interface, frame.vlan, 0, ArpKind.INVALID,

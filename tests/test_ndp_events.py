@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from ipaddress import IPv6Address
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,9 @@ from arpwatchd.batch import META, Batch
 from arpwatchd.config import Config
 from arpwatchd.decode import DLT_EN10MB, ArpFrame, Decoder
 from arpwatchd.events import Event
-from arpwatchd.ndp import NdpFrame, NdpInvalid, decode_ndp
+from arpwatchd.frames import arp_frame
+from arpwatchd.ndp import NEIGHBOR_SOLICITATION, NdpFrame, NdpInvalid, decode_ndp
+from arpwatchd.ndpframes import ndp_frame
 from arpwatchd.output import EventWriter
 from arpwatchd.policy import TrackerPolicy
 from arpwatchd.sensor import Sensor
@@ -205,3 +208,27 @@ def test_replay_reads_ndp_through_the_capture_filter(path: Path) -> None:
     assert sensor.emitted is not None
     assert [e._replace(interface="lab") for e in sensor.emitted] == expected
 
+
+
+def test_an_ndp_frame_is_never_remembered_as_a_repeat_of_the_arp_frame_before_it() -> None:
+    """The fast path remembers a frame the tracker found steady; an NDP message that binds
+    nothing (an NS without a source link-layer option: it only asks) after a steady ARP frame
+    once left the ARP frame's verdict standing, so its repeats were taken for that ARP frame's
+    repeats: never decoded, never counted, and their asks lost."""
+    host, peer = "02:00:00:17:00:0b", "02:00:00:17:00:0c"
+    ask = arp_frame(1, host, "192.0.2.11", "00:00:00:00:00:00", "192.0.2.12")
+    answer = arp_frame(2, peer, "192.0.2.12", host, "192.0.2.11", eth_dst=host)
+    ns = ndp_frame(NEIGHBOR_SOLICITATION, "fe80::b", "fe80::c",
+                   b"\0" * 4 + IPv6Address("fe80::c").packed, eth_src=host, eth_dst=peer)
+    decoded = decode_ndp(ns)
+    assert isinstance(decoded, NdpFrame) and decoded.claim is None
+    data, meta = bytearray(), bytearray()
+    for n, raw in enumerate([ask, answer, ask, answer, ns] * 4):
+        meta += META.pack(1_700_000_000 + n, 0, len(data), len(raw))
+        data += raw
+    sensor = Sensor(Config(), EventWriter(os.devnull))
+    sensor.emitted = []
+    sensor.feed(sensor.decoder("lab", DLT_EN10MB), Batch(bytes(data), bytes(meta)))
+    assert sensor.stats.ndp_packets[("lab", "solicitation")] == 4
+    assert not any(raw[12:14] == b"\x86\xdd" for memo in sensor.fastpath._memos.values()
+                   for raw, _ in memo.items())
