@@ -24,7 +24,7 @@ from arpwatchd.tracker import BindingRecord
 
 ROOT = Path(__file__).parents[1]
 SHARED = ROOT.parent / "shared" / "pcaps"
-CAPTURES = sorted((ROOT / "pcaps").glob("*.pcap")) + sorted(
+CAPTURES = sorted((ROOT / "pcaps").glob("**/*.pcap")) + sorted(
     p for p in SHARED.glob("*.pcap*") if SHARED.is_dir()
 )
 
@@ -59,16 +59,21 @@ def test_the_fast_path_is_used_on_a_lan() -> None:
 
 
 @needs_kernel
-@pytest.mark.parametrize("mix", ["normal", "vlan"])
+@pytest.mark.parametrize("mix", ["normal", "vlan", "dualstack"])
 def test_paths_agree_on_a_generated_lan_mix(tmp_path: Path, mix: str) -> None:
     """The benchmark's LAN mixes at a small size: thousands of first sightings that repeat a
-    known claim to a new target (handled without dpkt) among plain repeats, untagged and
-    802.1Q-tagged, must give the slow path's events and bindings exactly."""
+    known claim to a new target (handled without dpkt) among plain repeats, untagged,
+    802.1Q-tagged and among IPv6 neighbour discovery, must give the slow path's events and
+    bindings exactly."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import gen_captures  # noqa: PLC0415  (a script folder, not a package)
 
-    spec = (gen_captures.Spec("normal", 30_000, 600.0, hosts=300) if mix == "normal"
-            else gen_captures.Spec("vlan", 30_000, 600.0, hosts=60, vlans=4))
+    spec = {
+        "normal": gen_captures.Spec("normal", 30_000, 600.0, hosts=300),
+        "vlan": gen_captures.Spec("vlan", 30_000, 600.0, hosts=60, vlans=4),
+        # NDP among the ARP: an NDP frame is never taken for an ARP repeat
+        "dualstack": gen_captures.Spec("dualstack", 30_000, 600.0, hosts=300, arp_share=0.75),
+    }[mix]
     gen_captures.generate(spec, tmp_path)
     capture = tmp_path / f"{mix}.pcap"
     slow = replay_quietly(capture, Config(), False)
@@ -76,6 +81,7 @@ def test_paths_agree_on_a_generated_lan_mix(tmp_path: Path, mix: str) -> None:
     assert fast.fastpath.claimed > 1000
     assert fast.fastpath.request_hits + fast.fastpath.reply_hits > 20_000
     assert fast.emitted == slow.emitted
+    assert fast.stats.ndp_packets == slow.stats.ndp_packets  # every NDP frame decoded
     def key(b: BindingRecord) -> tuple[int, int]:
         return (b.vlan or 0, b.ip)
 
