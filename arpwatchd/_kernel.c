@@ -302,6 +302,17 @@ static Py_ssize_t arp_at(const unsigned char *f, Py_ssize_t n) {
     return 0;
 }
 
+/* An IPv6 frame (EtherType 0x86DD past any VLAN tags, as `decode.walk_tags` reads them):
+ * the memo holds the NDP frames that stand for an ARP request or reply too */
+static int is_ipv6(const char *f, Py_ssize_t n) {
+    const unsigned char *u = (const unsigned char *)f;
+    for (Py_ssize_t at = 12; at + 2 <= n; at += 4) {
+        unsigned type = (unsigned)u[at] << 8 | u[at + 1];
+        if (type != 0x8100 && type != 0x88A8 && type != 0x9100) return type == 0x86DD;
+    }
+    return 0;
+}
+
 static int any_mac(const unsigned char *m) {  /* zero or broadcast: "no one in particular" */
     static const unsigned char zero[6], ones[6] = {255, 255, 255, 255, 255, 255};
     return memcmp(m, zero, 6) == 0 || memcmp(m, ones, 6) == 0;
@@ -489,11 +500,12 @@ static int context(PyObject *const *item, Context *c) {
 }
 
 PyDoc_STRVAR(run_doc,
-"run(context, data, meta, horizon, handle) -> (requests, replies, claimed)\n\n"
+"run(context, data, meta, horizon, handle)\n"
+"    -> (requests, replies, claimed, ndp_requests, ndp_replies)\n\n"
 "Walks a batch (pcapy-ng's next_batch output) in order: each frame before `horizon` that it\n"
-"proves a repeat it does (counted as a request or a reply; claimed: those among them that\n"
-"were first sightings proven by their claim); every other frame goes to handle(ts, frame),\n"
-"which returns the new horizon.");
+"proves a repeat it does (counted as an ARP request or reply, or an NDP solicitation or\n"
+"solicited advertisement; claimed: the ARP ones that were first sightings proven by their\n"
+"claim); every other frame goes to handle(ts, frame), which returns the new horizon.");
 
 /* One crossing per batch: the frames it cannot prove are handed back through `handle` (the
  * slow path, then the fast path's bookkeeping) from inside the loop, which costs less than
@@ -518,7 +530,7 @@ static PyObject *run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     const char *data = PyBytes_AS_STRING(args[1]), *meta = PyBytes_AS_STRING(args[2]);
     uint64_t size = (uint64_t)PyBytes_GET_SIZE(args[1]);
     Py_ssize_t n = PyBytes_GET_SIZE(args[2]) / 16;  /* a record cut short is no frame */
-    long requests = 0, replies = 0, claimed = 0;
+    long requests = 0, replies = 0, claimed = 0, ndp_requests = 0, ndp_replies = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         uint32_t rec[4];  /* sec, usec, offset, length: native order, as pcapy-ng writes */
         memcpy(rec, meta + 16 * i, sizeof rec);
@@ -539,6 +551,9 @@ static PyObject *run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
                 if (Py_IS_TYPE(s, steady_layout.type)) {
                     Py_INCREF(s);
                     r = repeat(&c, s, ts, ts_obj);
+                    /* an NDP frame remembered with the Steady of the ARP frame it stands for
+                     * (an NS, a solicited NA) is counted apart */
+                    if (r > 0 && is_ipv6(raw, len)) r += 2;
                     Py_DECREF(s);
                 }
             } else if (c.claims != Py_None) {
@@ -558,12 +573,16 @@ static PyObject *run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
             requests++;
         } else if (r == 2) {
             replies++;
+        } else if (r == 3) {
+            ndp_requests++;
+        } else if (r == 4) {
+            ndp_replies++;
         }
         Py_XDECREF(frame);
         Py_XDECREF(ts_obj);
         if (r < 0) return NULL;
     }
-    return Py_BuildValue("(lll)", requests, replies, claimed);
+    return Py_BuildValue("(lllll)", requests, replies, claimed, ndp_requests, ndp_replies);
 }
 
 static PyMethodDef methods[] = {

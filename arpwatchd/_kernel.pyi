@@ -7,7 +7,7 @@ def run(
     meta: bytes,
     horizon: float,
     handle: Callable[[float, bytes], float],
-) -> tuple[int, int, int]: ...
+) -> tuple[int, int, int, int, int]: ...
 
 class Recent:
     """A bounded map of key -> value, oldest evicted first (_recent.c; `senders.PyRecent`)."""

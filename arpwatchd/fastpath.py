@@ -35,7 +35,7 @@ nothing is remembered and nothing deferred (`kernel.py` says so at start).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 from operator import attrgetter
 from types import ModuleType
@@ -100,6 +100,10 @@ class FastPath:
         self._flushed_at: float | None = None
         self.request_hits = 0
         self.reply_hits = 0
+        self.solicitation_hits = 0
+        self.advertisement_hits = 0
+        """NDP repeats proven by the kernel: NSs and solicited NAs remembered with the
+        `Steady` of the ARP frame each stands for (`Tracker._observe6`)."""
         self.claimed = 0
         """First sightings proven by their known claim (in the kernel), among the hits."""
         self._frames = self._hits = 0
@@ -159,13 +163,15 @@ class FastPath:
             return self._horizon()
 
         context = self.kernel_context(table, judge_claims)
-        requests, replies, claimed = kernel.run(context, batch.data, batch.meta,
-                                                self._horizon(), handle)
+        requests, replies, claimed, solicitations, advertisements = kernel.run(
+            context, batch.data, batch.meta, self._horizon(), handle)
         self.request_hits += requests
         self.reply_hits += replies
+        self.solicitation_hits += solicitations
+        self.advertisement_hits += advertisements
         self.claimed += claimed
         self._frames += len(batch)
-        self._hits += requests + replies
+        self._hits += requests + replies + solicitations + advertisements
         if self._frames >= HIT_WINDOW:
             # a flood of new stations never repeats: remembering each one only costs memory
             self._remember_new = self._hits * 8 >= self._frames
@@ -265,11 +271,21 @@ class FastPath:
             if waiting is not None:
                 tracker.apply_repeats((waiting,))
 
-    def before_ndp(self) -> None:
-        """Before an IPv6 frame is tracked: it reads no IPv4 binding, but a new binding may
-        evict the least recently seen one, which pending repeats would have refreshed."""
-        if self._pending and self.tracker.full:
+    def before_ndp(self, interface: str, vlan: int | None, addresses: Iterable[int]) -> None:
+        """Before an NDP frame is tracked: applies the repeats of the IPv6 bindings it may
+        read (`addresses`, address values: its source, target, claim and destination), or
+        all of them when the tracker may evict (LRU order)."""
+        pending = self._pending
+        if not pending:
+            return
+        tracker = self.tracker
+        if tracker.full:
             self.flush()
+            return
+        for ip in addresses:
+            waiting = pending.pop(tracker.key_of(interface, vlan, ip), None)
+            if waiting is not None:
+                tracker.apply_repeats((waiting,))
 
     def flush(self) -> None:
         """Applies every recorded repeat (a deadline, a tick, DEFER passed, the end)."""

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from operator import itemgetter
 from typing import TYPE_CHECKING
 
+from arpwatchd.addresses import ip6_value
 from arpwatchd.batch import Batch
 from arpwatchd.config import Config
 from arpwatchd.decode import DLT_EN10MB, ArpFrame, ArpKind, Decoder, SkipReason
@@ -28,6 +29,8 @@ from arpwatchd.suppress import Suppressor
 from arpwatchd.tracker import Tracker
 
 if TYPE_CHECKING:
+    from ipaddress import IPv6Address
+
     from arpwatchd.store import Store  # sqlite3: the caller opens a store only when asked
 
 log = logging.getLogger("arpwatchd")
@@ -55,6 +58,8 @@ time made a capped flood's RSS step up by 30 MiB once the journal reached JOURNA
 OWN_FRAMES_KEPT = 1024
 _DEFENSE_FRAME = {"ipv4": "ARP announcement", "ipv6": "neighbour advertisement"}
 """What defends an address of each family, for the log."""
+_REPEATABLE_NDP = frozenset({"solicitation", "solicited_advertisement"})
+"""NDP kinds whose repeats the kernel may prove (`Tracker._observe6`)."""
 _KIND_FAMILY = itemgetter(1, 13)
 """An `Event`'s kind and family (its second and last fields)."""
 
@@ -181,6 +186,7 @@ class Sensor:
                 return False
 
         requests, replies = fast.request_hits, fast.reply_hits
+        solicitations, advertisements = fast.solicitation_hits, fast.advertisement_hits
         try:
             # a defender must see every first sighting, so no frame skips dpkt by its claim
             fast.run(batch, slow, events, decoder.interface,
@@ -198,6 +204,13 @@ class Sensor:
                     self.stats.packets[(interface, kind)] += n
             for reason, n in skipped.items():
                 self.stats.skipped[(interface, reason)] += n
+            # NDP repeats the kernel proved (an NS, a solicited NA: `Tracker._observe6`)
+            if fast.solicitation_hits != solicitations:
+                self.stats.ndp_packets[(interface, "solicitation")] += (
+                    fast.solicitation_hits - solicitations)
+            if fast.advertisement_hits != advertisements:
+                self.stats.ndp_packets[(interface, "solicited_advertisement")] += (
+                    fast.advertisement_hits - advertisements)
             if any(kinds.values()):
                 self.stats.capture(interface).last_arp = batch.last_ts()
         self._emit(events)
@@ -207,8 +220,9 @@ class Sensor:
         """An IPv6 frame (EtherType 0x86DD after the VLAN walk, `decode_ndp`) to the tracker's
         IPv6 rules and, when it defends addresses, to the defender (a claim of a defended
         IPv6 address is answered with an NA, docs/defense.md); anything else is skipped by
-        reason. False: the fast path proves ARP repeats only, so an NDP frame is never
-        remembered (whatever the tracker's last ARP verdict was)."""
+        reason. True when the fast path may remember it: an NS or a solicited NA, which the
+        tracker judges as the ARP frame it stands for (`Tracker._observe6`: only those leave
+        a steady verdict, so no other NDP frame is remembered with the last ARP one's)."""
         # imported here: a sensor that never sees IPv6 never pays for the module (start-up)
         from arpwatchd.ndp import NdpFrame, NdpInvalid, decode_ndp  # noqa: PLC0415
 
@@ -218,7 +232,12 @@ class Sensor:
         elif not isinstance(result, NdpFrame):
             skipped[result] = skipped.get(result, 0) + 1
             return False
-        self.fastpath.before_ndp()
+        read: tuple[IPv6Address | None, ...] = (result.src,)
+        if isinstance(result, NdpFrame):
+            claim = result.claim
+            read = (result.src, result.dst, result.target, claim[0] if claim else None)
+        self.fastpath.before_ndp(decoder.interface, result.vlan,
+                                 [ip6_value(a) for a in read if a is not None])
         found = self.tracker.observe_ndp(result, ts)
         if found:
             events.extend(found)
@@ -228,7 +247,7 @@ class Sensor:
         with self.stats.lock:
             kind = "invalid" if isinstance(result, NdpInvalid) else result.kind.value
             self.stats.ndp_packets[(decoder.interface, kind)] += 1
-        return False
+        return kind in _REPEATABLE_NDP
 
     def _is_defense(self, frame: ArpFrame) -> bool:
         """An announcement of a defended address by its owner, sent from the sensor's NIC: the

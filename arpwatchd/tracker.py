@@ -312,11 +312,12 @@ class Tracker:
             target = ip if frame.target is None else ip6_value(frame.target)
             return self._observe6(ArpFrame(frame.interface, frame.vlan, 1, ArpKind.REQUEST,
                                            frame.eth_src, frame.eth_dst, mac, ip, ZERO_MAC,
-                                           target), ts)
+                                           target), ts, repeatable=kind is NdpKind.SOLICITATION)
         if frame.solicited:
             return self._observe6(ArpFrame(frame.interface, frame.vlan, 2, ArpKind.REPLY,
                                            frame.eth_src, frame.eth_dst, mac, ip,
-                                           frame.eth_dst, ip6_value(frame.dst)), ts)
+                                           frame.eth_dst, ip6_value(frame.dst)), ts,
+                                  repeatable=True)
         events, bind = self._dad_answer(frame, ip, mac, ts)
         if not bind:
             return events  # answered a probe for an address nobody holds: bind nothing
@@ -328,11 +329,17 @@ class Tracker:
             frame.interface, frame.vlan, 2, ArpKind.REPLY, frame.eth_src, frame.eth_dst, mac,
             ip, frame.eth_dst, ip6_value(frame.dst)), ts, unsolicited=True)
 
-    def _observe6(self, frame: ArpFrame, ts: float, unsolicited: bool = False) -> list[Event]:
+    def _observe6(self, frame: ArpFrame, ts: float, unsolicited: bool = False,
+                  repeatable: bool = False) -> list[Event]:
+        """`observe` of the ARP frame an NDP message stands for. Only an NS with a source
+        link-layer option and a solicited NA are `repeatable`: their ARP frame is all they
+        do, so a steady one's repeats are that ARP frame's repeats (the fast path remembers
+        the NDP bytes with its `Steady`); every other NDP message does more than its ARP
+        frame (probes, DAD answers, unsolicited NAs), so it is never steady."""
         events = self.observe(frame, ts, unsolicited)
-        # the fast path replays ARP frames only: an NDP frame is never a steady one
-        self._steady = self._steady_of = None
-        self.steady_created = False
+        if not repeatable:
+            self._steady = self._steady_of = None
+            self.steady_created = False
         return events
 
     def _note_dad(self, frame: NdpFrame, target: int, ts: float) -> None:

@@ -80,7 +80,9 @@ def test_any_batch_is_safe(records: list[tuple[int, int, int, int]], copies: int
         handed.append((ts, frame))
         return float(EPOCH + 99)
 
-    requests, replies, claimed = KERNEL.run(context, data, meta, float(EPOCH + 99), handle)
+    requests, replies, claimed, solicitations, advertisements = KERNEL.run(
+        context, data, meta, float(EPOCH + 99), handle)
+    assert solicitations == advertisements == 0  # ARP only here
     assert requests + replies + len(handed) == len(whole)
     assert 0 <= claimed <= requests + replies
     assert all(frame in whole for frame in handed)

@@ -22,7 +22,7 @@ from arpwatchd.decode import DLT_EN10MB, ArpFrame, Decoder
 from arpwatchd.events import Event
 from arpwatchd.frames import arp_frame
 from arpwatchd.ndp import NEIGHBOR_SOLICITATION, NdpFrame, NdpInvalid, decode_ndp
-from arpwatchd.ndpframes import ndp_frame
+from arpwatchd.ndpframes import ndp_frame, neighbor_advertisement, neighbor_solicitation
 from arpwatchd.output import EventWriter
 from arpwatchd.policy import TrackerPolicy
 from arpwatchd.sensor import Sensor
@@ -232,3 +232,35 @@ def test_an_ndp_frame_is_never_remembered_as_a_repeat_of_the_arp_frame_before_it
     assert sensor.stats.ndp_packets[("lab", "solicitation")] == 4
     assert not any(raw[12:14] == b"\x86\xdd" for memo in sensor.fastpath._memos.values()
                    for raw, _ in memo.items())
+
+
+def test_ndp_repeats_go_through_the_kernel_and_are_counted_as_ndp() -> None:
+    """A host re-resolving a neighbour: after the first exchange each repeated NS and
+    solicited NA is proven by the kernel (the ARP request and reply it stands for), counted
+    under its NDP kind, never as ARP; the events are the slow path's."""
+    host, peer = "02:00:00:17:00:0b", "02:00:00:17:00:0c"
+    ns = neighbor_solicitation("fd00:17::b", "fd00:17::c", host)
+    na = neighbor_advertisement("fd00:17::c", peer, solicited=True, dst="fd00:17::b",
+                                eth_dst=host)
+    data, meta = bytearray(), bytearray()
+    for n, raw in enumerate([ns, na] * 50):
+        meta += META.pack(1_700_000_000 + n, 0, len(data), len(raw))
+        data += raw
+    batch = Batch(bytes(data), bytes(meta))
+    runs = []
+    for fast in (True, False):
+        sensor = Sensor(Config(), EventWriter(os.devnull))
+        sensor.emitted = []
+        sensor.fastpath.enabled = fast
+        sensor.feed(sensor.decoder("lab", DLT_EN10MB), batch)
+        sensor.finish()
+        runs.append(sensor)
+    kernel, slow = runs
+    assert kernel.emitted == slow.emitted
+    assert kernel.stats.ndp_packets == slow.stats.ndp_packets
+    assert kernel.stats.ndp_packets[("lab", "solicitation")] == 50
+    assert kernel.stats.ndp_packets[("lab", "solicited_advertisement")] == 50
+    assert not kernel.stats.packets  # no ARP counted
+    if kernel.fastpath.kernel is not None:
+        assert kernel.fastpath.solicitation_hits >= 45
+        assert kernel.fastpath.advertisement_hits >= 45

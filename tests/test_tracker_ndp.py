@@ -4,6 +4,8 @@ says the same, judged by the ARP rules, with what only NDP can say decided in
 
 from __future__ import annotations
 
+from ipaddress import IPv6Address
+
 import pytest
 
 from arpwatchd.addresses import ip6_value, ip_text, parse_mac
@@ -239,11 +241,26 @@ def test_flood_counts_ndp_frames_with_the_family(hosts: int) -> None:
     assert {e.family for e in floods} == {"ipv6"}
 
 
-def test_ndp_frames_never_make_a_steady_frame_for_the_fast_path() -> None:
+def test_only_a_solicitation_and_its_answer_make_a_steady_frame_for_the_fast_path() -> None:
+    """A repeated NS or solicited NA does only what the ARP request or reply it stands for
+    does, so the fast path may take its repeats (the same `Steady`); every other NDP message
+    does more than its ARP frame, and leaves no verdict, not even the last ARP frame's."""
     t = Tracker(TrackerPolicy())
-    ns = neighbor_solicitation("fd00:17::b", "fd00:17::1", VICTIM)
-    feed(t, (1.0, ns), (2.0, ns))
-    assert t.steady is None
+    ns, na = resolve("fd00:17::b", VICTIM, "fd00:17::1", GW)
+    feed(t, (1.0, ns), (1.0, na), (2.0, ns), (2.0, na))
+    def key(ip: str) -> int:
+        return t.key_of("eth0", None, ip6_value(IPv6Address(ip)))
+
+    assert t.steady is not None and t.steady.key == key("fd00:17::1")
+    feed(t, (3.0, ns))
+    assert t.steady is not None and t.steady.key == key("fd00:17::b")
+    for other in (neighbor_advertisement("fd00:17::1", GW),  # unsolicited, to all-nodes
+                  neighbor_solicitation("::", "fd00:17::9", VICTIM),  # DAD probe
+                  router_advertisement("fe80::1", GW)):
+        feed(t, (4.0, ns))
+        assert t.steady is not None
+        feed(t, (4.0, other))
+        assert t.steady is None
 
 
 def test_router_solicitation_from_unspecified_claims_nothing() -> None:
