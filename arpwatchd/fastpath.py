@@ -6,8 +6,11 @@ gateway's unicast answer), and most first sightings are a known claim to a new t
 asking a peer it had not asked before): the sender's half of the frame, the part dpkt and the
 tracker judged, is byte-identical to a remembered steady frame's. The rules of what such a
 frame may skip (flood and scan windows, solicitation, inactivity, the target's half of a
-claim) are written once, in the kernel, and documented there. This module keeps what is
-bookkeeping, on the same objects the kernel reads:
+claim) are written once, in the kernel, and documented there. IPv6 neighbour discovery
+repeats the same way: an NS with a source link-layer option and a solicited NA are judged as
+the ARP request and reply they stand for (`Tracker._observe6`), so a steady one is
+remembered with that ARP frame's `Steady` and its repeats take the same path. This module
+keeps what is bookkeeping, on the same objects the kernel reads:
 
 - the memos: when the tracker says a slow frame only refreshed its sender's own settled claim
   (`Tracker.steady`), its bytes and its sender's half are remembered, per interface and link

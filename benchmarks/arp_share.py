@@ -5,8 +5,10 @@ Subtracting an NDP-only replay from the dual-stack one charges every interferenc
 this instead times, inside one replay, the kernel's loop (`_kernel.run`) less the frames it
 hands back that are not ARP (the NDP slow path): what ARP frames cost, including the ARP
 frames that take the slow path and the non-ARP frames' own passage through the loop (memo
-hash, bytes object, callback), which it cannot separate. Runs are paired (ARP-only capture,
-then the mix, in turn) and the medians compared.
+hash, bytes object, callback), which it cannot separate. Since the kernel also proves NDP
+repeats (an NS, a solicited NA), those are inside the loop's time too and counted with ARP:
+on the dual-stack mix the figure is then an upper bound of the ARP frames' cost. Runs are
+paired (ARP-only capture, then the mix, in turn) and the medians compared.
 
     .venv/bin/python benchmarks/arp_share.py ARP_ONLY.pcap MIX.pcap [--runs 5]
 """
