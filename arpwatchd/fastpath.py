@@ -258,26 +258,18 @@ class FastPath:
         return deadline
 
     def before_slow(self, frame: ArpFrame) -> None:
-        """Applies the repeats a slow frame's processing will read: those of its sender's
-        address, and of its target's when it is a reply or a probe (a request never reads the
-        binding it asks for), or all of them when the tracker may evict (LRU order)."""
-        pending = self._pending
-        if not pending:
-            return
-        tracker = self.tracker
-        if tracker.full:
-            self.flush()
-            return
-        reads_target = frame.op != 1 or frame.kind is ArpKind.PROBE
-        for ip in (frame.spa, frame.tpa) if reads_target else (frame.spa,):
-            waiting = pending.pop(tracker.key_of(frame.interface, frame.vlan, ip), None)
-            if waiting is not None:
-                tracker.apply_repeats((waiting,))
+        """Before a slow ARP frame: its sender's address, and its target's when it is a reply
+        or a probe (a request never reads the binding it asks for)."""
+        if self._pending:
+            reads_target = frame.op != 1 or frame.kind is ArpKind.PROBE
+            self.before_reading(frame.interface, frame.vlan,
+                                (frame.spa, frame.tpa) if reads_target else (frame.spa,))
 
-    def before_ndp(self, interface: str, vlan: int | None, addresses: Iterable[int]) -> None:
-        """Before an NDP frame is tracked: applies the repeats of the IPv6 bindings it may
-        read (`addresses`, address values: its source, target, claim and destination), or
-        all of them when the tracker may evict (LRU order)."""
+    def before_reading(self, interface: str, vlan: int | None, addresses: Iterable[int]
+                       ) -> None:
+        """Applies the repeats of the bindings a slow frame's processing will read
+        (`addresses`, address values of either family: for NDP its source, target, claim and
+        destination), or all of them when the tracker may evict (LRU order)."""
         pending = self._pending
         if not pending:
             return

@@ -236,8 +236,8 @@ class Sensor:
         if isinstance(result, NdpFrame):
             claim = result.claim
             read = (result.src, result.dst, result.target, claim[0] if claim else None)
-        self.fastpath.before_ndp(decoder.interface, result.vlan,
-                                 [ip6_value(a) for a in read if a is not None])
+        self.fastpath.before_reading(decoder.interface, result.vlan,
+                                     [ip6_value(a) for a in read if a is not None])
         found = self.tracker.observe_ndp(result, ts)
         if found:
             events.extend(found)
